@@ -1,0 +1,210 @@
+"""The outbox relay: events reach Kafka only from commits already stored.
+
+Guarantees:
+- At-least-once: a commit is marked published only after Kafka acknowledged all of its events
+  (`acks=all`, idempotent producer); a crash in between republishes it (duplicates are counted by
+  consumers through event versions, never lost).
+- Per-aggregate order: commits of one aggregate are published in version order by one worker; a
+  commit whose predecessor is not known to be published makes the worker publish the aggregate's
+  pending commits from the store first.
+- One publisher per aggregate across replicas: aggregates fall into shards, and only the holder of
+  a shard's lease publishes it. Fair shares rebalance as replicas come and go.
+
+Fresh commits are handed over in memory (`notify`) so staleness is one Kafka round trip; the scan
+of unpublished commits only recovers what a crash, a lost lease or a Kafka outage left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from command_svc.metrics import RELAY_LAG, RELAY_PUBLISHED, RELAY_SHARDS_OWNED
+from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.write_store import Commit, LeaseStore, WriteStore, WriteStoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+#: Queue marker: scan the store for unpublished commits now.
+_SCAN = object()
+
+
+class EventPublisher(Protocol):
+    async def publish(self, events: Sequence[EventEnvelope]) -> None:
+        """Publish all events, keeping their order per aggregate; return once all are acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    shards: int = 64
+    lease_ttl_seconds: float = 10.0
+    scan_interval_seconds: float = 1.0
+    batch_size: int = 500
+    #: Streams whose last published version is remembered, to skip a store read on the hot path.
+    remembered_streams: int = 100_000
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        store: WriteStore,
+        leases: LeaseStore,
+        publisher: EventPublisher,
+        *,
+        member_id: str,
+        settings: RelaySettings = RelaySettings(),
+    ) -> None:
+        self._store = store
+        self._leases = leases
+        self._publisher = publisher
+        self._member = member_id
+        self._settings = settings
+        self._owned: set[int] = set()
+        self._fresh: asyncio.Queue[Commit | object] = asyncio.Queue()
+        self._published_upto: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._balance_leases()
+        self._tasks = [
+            asyncio.create_task(self._keep_leases(), name="relay-leases"),
+            asyncio.create_task(self._publish_loop(), name="relay-publish"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        # Hand shards over at once instead of making the next owner wait for the TTL.
+        for shard in sorted(self._owned):
+            with contextlib.suppress(WriteStoreUnavailableError):
+                await self._leases.release(f"relay-shard-{shard}", self._member)
+        self._owned.clear()
+        RELAY_SHARDS_OWNED.set(0)
+
+    @property
+    def owned_shards(self) -> frozenset[int]:
+        return frozenset(self._owned)
+
+    def notify(self, commit: Commit) -> None:
+        """Hand a fresh commit over; commits of shards owned elsewhere are left to their owner."""
+        if commit.shard in self._owned:
+            self._fresh.put_nowait(commit)
+
+    # --- leases -----------------------------------------------------------------------------------
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.lease_ttl_seconds / 3)
+            try:
+                await self._balance_leases()
+            except WriteStoreUnavailableError as exc:
+                log.warning("relay could not renew leases: %s", exc)
+
+    async def _balance_leases(self) -> None:
+        ttl = self._settings.lease_ttl_seconds
+        await self._leases.heartbeat(self._member, ttl)
+        members = await self._leases.live_members()
+        target = math.ceil(self._settings.shards / max(1, len(members)))
+        for shard in sorted(self._owned):
+            if not await self._leases.acquire(f"relay-shard-{shard}", self._member, ttl):
+                log.warning("relay lost the lease on shard %d", shard)
+                self._owned.discard(shard)
+        for shard in sorted(self._owned)[target:]:
+            await self._leases.release(f"relay-shard-{shard}", self._member)
+            self._owned.discard(shard)
+        gained = False
+        for shard in range(self._settings.shards):
+            if len(self._owned) >= target:
+                break
+            if shard not in self._owned and await self._leases.acquire(f"relay-shard-{shard}", self._member, ttl):
+                self._owned.add(shard)
+                gained = True
+        if gained:
+            self._fresh.put_nowait(_SCAN)  # a new shard may hold commits its previous owner never published
+        RELAY_SHARDS_OWNED.set(len(self._owned))
+
+    # --- publishing -------------------------------------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            try:
+                await self._publish(batch)
+            except Exception:
+                # Kafka or the store is down: nothing was marked, the recovery scan will find it all.
+                log.exception("relay failed to publish %d commits; retrying from the store", len(batch))
+                await asyncio.sleep(1.0)
+                self._fresh.put_nowait(_SCAN)
+
+    async def _next_batch(self) -> list[Commit]:
+        """Fresh commits if any are waiting; a recovery scan when one is asked for or is due."""
+        try:
+            item = await asyncio.wait_for(self._fresh.get(), timeout=self._settings.scan_interval_seconds)
+        except TimeoutError:
+            item = _SCAN
+        batch: list[Commit] = []
+        while True:
+            if item is _SCAN:
+                pending = await self._store.unpublished(self._owned, self._settings.batch_size)
+                RELAY_LAG.set(len(pending))
+                batch.extend(pending)
+            else:
+                assert isinstance(item, Commit)
+                batch.append(item)
+            if self._fresh.empty() or len(batch) >= self._settings.batch_size:
+                return batch
+            item = self._fresh.get_nowait()
+
+    async def _publish(self, batch: Sequence[Commit]) -> None:
+        ordered: list[Commit] = []
+        # Highest version per stream known to be published, or queued ahead in this batch.
+        upto: dict[tuple[str, str], int] = {}
+        for commit in batch:
+            stream = (commit.aggregate_type, commit.aggregate_id)
+            if commit.shard not in self._owned:
+                continue
+            known = upto.get(stream, self._published_upto.get(stream))
+            if known is not None and known >= commit.version:
+                continue  # already published or queued: the scan and the fresh path can both carry it
+            if commit.base_version == 0 or known == commit.base_version:
+                chain = [commit]
+            else:
+                # The predecessor's fate is unknown here: publish the stream's backlog in order first.
+                chain = await self._store.unpublished_in_stream(*stream)
+            for link in chain:
+                if known is None or link.version > known:
+                    ordered.append(link)
+                    known = link.version
+            if known is not None:
+                upto[stream] = known
+        if not ordered:
+            return
+        await self._publisher.publish([event for commit in ordered for event in commit.events])
+        for commit in ordered:
+            self._remember(commit)
+        RELAY_PUBLISHED.inc(sum(len(c.events) for c in ordered))
+        try:
+            await self._store.mark_published(ordered)
+        except WriteStoreUnavailableError as exc:
+            # Published but not marked: the scan will publish them again, a counted duplicate.
+            log.warning("relay could not mark %d commits published: %s", len(ordered), exc)
+
+    def _remember(self, commit: Commit) -> None:
+        stream = (commit.aggregate_type, commit.aggregate_id)
+        self._published_upto[stream] = max(commit.version, self._published_upto.get(stream, 0))
+        self._published_upto.move_to_end(stream)
+        while len(self._published_upto) > self._settings.remembered_streams:
+            self._published_upto.popitem(last=False)
+

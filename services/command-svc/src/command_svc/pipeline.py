@@ -1,0 +1,278 @@
+"""The one command pipeline behind both doors (Kafka topic and HTTP).
+
+decode -> validate -> authorize -> answer a repeat -> load state -> decide -> store atomically -> hand
+the commit to the relay. Every command that is a command gets exactly one outcome; input that is not
+even a command (not JSON, no command id) is reported as `NotACommand` for the door to dead-letter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from command_svc.domain.decider import AggregateDefinition, AggregateNotFoundError, RuleViolationError
+from command_svc.keyed_locks import KeyedLocks
+from command_svc.metrics import STORE_SECONDS
+from command_svc.registry import CommandRegistry, CommandRoute
+from cqrs_shared.auth import AuthError, TokenVerifier
+from cqrs_shared.consistency import ConsistencyToken
+from cqrs_shared.envelopes import CommandEnvelope, EventEnvelope, utc_now
+from cqrs_shared.results import Accepted, CommandResult, FieldError, Rejected, RejectionCode
+from cqrs_shared.write_store import (
+    Commit,
+    ConcurrencyConflictError,
+    DuplicateCommandError,
+    WriteStore,
+    shard_of,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class NotACommand:
+    """Input that cannot be answered on `command-results` because it names no command."""
+
+    reason: str
+    detail: str
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    return [
+        FieldError(
+            loc=".".join([prefix, *map(str, err["loc"])] if prefix else map(str, err["loc"])) or "(root)",
+            message=err["msg"],
+            type=err["type"],
+        )
+        for err in exc.errors(include_url=False)
+    ]
+
+
+class CommandPipeline:
+    def __init__(
+        self,
+        registry: CommandRegistry,
+        store: WriteStore,
+        verifier: TokenVerifier,
+        *,
+        on_commit: Callable[[Commit], None] = lambda _commit: None,
+        relay_shards: int = 64,
+        max_attempts: int = 5,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._verifier = verifier
+        self._on_commit = on_commit
+        self._relay_shards = relay_shards
+        self._max_attempts = max_attempts
+        # Serialising one aggregate's commands inside a process turns most races into queueing;
+        # the store's unique key still decides between processes.
+        self._locks = KeyedLocks()
+
+    async def handle(self, raw: bytes | Mapping[str, Any], authorization: str | None) -> CommandResult | NotACommand:
+        decoded = _decode(raw)
+        if isinstance(decoded, NotACommand):
+            return decoded
+        try:
+            envelope = CommandEnvelope.model_validate(decoded)
+        except ValidationError as exc:
+            return _invalid(decoded, "the command envelope is invalid", field_errors(exc))
+        route = self._registry.route(envelope.type)
+        if route is None:
+            return _reject(
+                envelope,
+                RejectionCode.INVALID,
+                f"unknown command type {envelope.type!r}",
+                [FieldError(loc="type", message="unknown command type", type="unknown_command_type")],
+            )
+        try:
+            payload = route.payload_model.model_validate(envelope.payload)
+        except ValidationError as exc:
+            return _reject(envelope, RejectionCode.INVALID, "the payload is invalid", field_errors(exc, "payload"))
+        try:
+            self._verifier.verify(authorization).require(route.payload_model.REQUIRED_ROLE)
+        except AuthError as exc:
+            code = RejectionCode.FORBIDDEN if exc.forbidden else RejectionCode.UNAUTHORIZED
+            return _reject(envelope, code, exc.message)
+        async with self._locks.hold(f"{route.aggregate.aggregate_type}/{envelope.aggregate_id}"):
+            return await self._decide_and_store(envelope, route, payload)
+
+    async def _decide_and_store(
+        self, envelope: CommandEnvelope, route: CommandRoute, payload: BaseModel
+    ) -> CommandResult:
+        previous = await self._previous_outcome(envelope.command_id)
+        if previous is not None:
+            return previous
+        aggregate = route.aggregate
+        for _attempt in range(self._max_attempts):
+            head = await self._timed(self._store.load_head(aggregate.aggregate_type, envelope.aggregate_id))
+            version = head.version if head else 0
+            if envelope.expected_version is not None and envelope.expected_version != version:
+                return await self._record(
+                    envelope,
+                    RejectionCode.CONFLICT,
+                    f"expected version {envelope.expected_version} but the aggregate is at version {version}",
+                )
+            try:
+                state = aggregate.state_model.model_validate(head.state) if head else None
+                events = aggregate.decide(state, payload, await self._related(aggregate, payload))
+            except RuleViolationError as exc:
+                return await self._record(envelope, RejectionCode.RULE_VIOLATED, f"{exc.rule}: {exc.message}")
+            except AggregateNotFoundError as exc:
+                return await self._record(envelope, RejectionCode.NOT_FOUND, exc.message)
+            commit = self._commit(envelope, aggregate, version, aggregate.fold(state, events), events)
+            try:
+                await self._timed(self._store.append(commit))
+            except DuplicateCommandError as exc:
+                return accepted_outcome(exc.existing)
+            except ConcurrencyConflictError:
+                if envelope.expected_version is not None:
+                    return await self._record(
+                        envelope, RejectionCode.CONFLICT, f"version {version} was taken by a concurrent command"
+                    )
+                log.info("lost a race on %s at version %d; retrying", commit.commit_id, version)
+                continue
+            self._on_commit(commit)
+            return accepted_outcome(commit)
+        return await self._record(
+            envelope, RejectionCode.CONFLICT, f"lost {self._max_attempts} races for this aggregate; send it again"
+        )
+
+    async def _previous_outcome(self, command_id: uuid.UUID) -> CommandResult | None:
+        accepted = await self._timed(self._store.find_accepted(command_id))
+        if accepted is not None:
+            return accepted_outcome(accepted)
+        return await self._timed(self._store.find_rejection(command_id))
+
+    async def _related(self, aggregate: AggregateDefinition[Any], payload: BaseModel) -> dict[tuple[str, str], Any]:
+        related: dict[tuple[str, str], Any] = {}
+        for ref in aggregate.related(payload):
+            head = await self._timed(self._store.load_head(*ref))
+            model = self._registry.aggregate(ref[0]).state_model
+            related[ref] = model.model_validate(head.state) if head else None
+        return related
+
+    def _commit(
+        self,
+        envelope: CommandEnvelope,
+        aggregate: AggregateDefinition[Any],
+        base_version: int,
+        state: BaseModel | None,
+        payloads: Any,
+    ) -> Commit:
+        now = utc_now()
+        events = [
+            EventEnvelope(
+                event_id=EventEnvelope.id_for(aggregate.aggregate_type, envelope.aggregate_id, base_version + i),
+                type=p.TYPE,
+                schema_version=p.SCHEMA_VERSION,
+                aggregate_type=aggregate.aggregate_type,
+                aggregate_id=envelope.aggregate_id,
+                version=base_version + i,
+                occurred_at=now,
+                correlation_id=envelope.correlation_id,
+                causation_id=str(envelope.command_id),
+                payload=p.model_dump(mode="json"),
+            )
+            for i, p in enumerate(payloads, start=1)
+        ]
+        return Commit(
+            aggregate_type=aggregate.aggregate_type,
+            aggregate_id=envelope.aggregate_id,
+            base_version=base_version,
+            version=base_version + len(events),
+            command_id=envelope.command_id,
+            command_type=envelope.type,
+            correlation_id=envelope.correlation_id,
+            events=events,
+            state=state.model_dump(mode="json") if state is not None else {},
+            committed_at=now,
+            shard=shard_of(aggregate.aggregate_type, envelope.aggregate_id, self._relay_shards),
+        )
+
+    async def _record(self, envelope: CommandEnvelope, code: RejectionCode, message: str) -> Rejected:
+        """Decisions about state are recorded, so a repeat of the command gets the same answer."""
+        return await self._timed(self._store.record_rejection(_reject(envelope, code, message)))
+
+    async def _timed(self, operation: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        try:
+            return await operation
+        finally:
+            STORE_SECONDS.observe(time.perf_counter() - started)
+
+
+def outcome_label(outcome: CommandResult | NotACommand) -> str:
+    """A bounded label for metrics: never a value taken from input."""
+    if isinstance(outcome, NotACommand):
+        return "dead_lettered"
+    if isinstance(outcome, Rejected):
+        return f"rejected_{outcome.code.value}"
+    return "accepted"
+
+
+def accepted_outcome(commit: Commit) -> Accepted:
+    return Accepted(
+        command_id=commit.command_id,
+        command_type=commit.command_type,
+        aggregate_id=commit.aggregate_id,
+        correlation_id=commit.correlation_id,
+        aggregate_type=commit.aggregate_type,
+        version=commit.version,
+        event_ids=[e.event_id for e in commit.events],
+        consistency_token=ConsistencyToken(commit.aggregate_type, commit.aggregate_id, commit.version).encode(),
+    )
+
+
+def _decode(raw: bytes | Mapping[str, Any]) -> Mapping[str, Any] | NotACommand:
+    if isinstance(raw, bytes | bytearray):
+        try:
+            raw = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return NotACommand("not_json", f"the record is not JSON: {exc}")
+    if not isinstance(raw, Mapping):
+        return NotACommand("not_an_object", "a command must be a JSON object")
+    try:
+        uuid.UUID(str(raw.get("command_id")))
+    except ValueError:
+        return NotACommand("no_command_id", "a command needs a UUID `command_id`")
+    return raw
+
+
+def _reject(
+    envelope: CommandEnvelope, code: RejectionCode, message: str, errors: list[FieldError] | None = None
+) -> Rejected:
+    return Rejected(
+        command_id=envelope.command_id,
+        command_type=envelope.type,
+        aggregate_id=envelope.aggregate_id,
+        correlation_id=envelope.correlation_id,
+        code=code,
+        message=message,
+        errors=errors or [],
+    )
+
+
+def _invalid(raw: Mapping[str, Any], message: str, errors: list[FieldError]) -> Rejected:
+    """A rejection for an envelope that failed validation: echo what can be echoed, as strings."""
+    metadata = raw.get("metadata")
+    correlation = metadata.get("correlation_id") if isinstance(metadata, Mapping) else None
+    return Rejected(
+        command_id=uuid.UUID(str(raw["command_id"])),
+        command_type=str(raw.get("type", ""))[:100],
+        aggregate_id=str(raw.get("aggregate_id", ""))[:128],
+        correlation_id=str(correlation or raw["command_id"])[:128],
+        code=RejectionCode.INVALID,
+        message=message,
+        errors=errors,
+    )
+
+

@@ -1,0 +1,46 @@
+"""Writes outcomes to `command-results` and unreadable records to `commands.dlq`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from command_svc.metrics import DEAD_LETTERS
+from command_svc.pipeline import NotACommand
+from cqrs_shared.kafka_io import Headers, to_json
+from cqrs_shared.results import Accepted, Rejected
+from cqrs_shared.topics import TopicNames
+
+
+class ResultsPublisher:
+    def __init__(self, producer: AIOKafkaProducer, topics: TopicNames) -> None:
+        self._producer = producer
+        self._topics = topics
+
+    async def send_outcome(self, outcome: Accepted | Rejected) -> asyncio.Future[object]:
+        """Enqueue the outcome; await the returned future for Kafka's acknowledgement."""
+        return await self._producer.send(  # type: ignore[no-any-return]  # aiokafka is untyped
+            self._topics.command_results,
+            value=to_json(outcome),
+            key=str(outcome.command_id).encode(),
+            headers=[("correlation_id", outcome.correlation_id.encode()), ("status", outcome.status.encode())],
+        )
+
+    async def send_dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], problem: NotACommand
+    ) -> asyncio.Future[object]:
+        """The raw record, unchanged, with why it was refused and where it came from in headers."""
+        DEAD_LETTERS.labels(problem.reason).inc()
+        headers: Headers = [
+            *list(record.headers or ()),
+            ("dlq.reason", problem.reason.encode()),
+            ("dlq.error", problem.detail.encode()[:4000]),
+            ("dlq.source.topic", record.topic.encode()),
+            ("dlq.source.partition", str(record.partition).encode()),
+            ("dlq.source.offset", str(record.offset).encode()),
+        ]
+        return await self._producer.send(  # type: ignore[no-any-return]  # aiokafka is untyped
+            self._topics.commands_dlq, value=record.value, key=record.key, headers=headers
+        )

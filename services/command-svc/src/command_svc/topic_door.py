@@ -1,0 +1,67 @@
+"""The topic door: commands consumed from `commands` in a consumer group.
+
+Offsets are committed only after every command of a batch has its outcome stored and its result
+record acknowledged by Kafka (at-least-once in; the idempotent pipeline makes the effect once).
+Within a batch, commands of different aggregates run concurrently and one aggregate's commands run
+in their topic order. If the store or Kafka fails, the batch is not committed: the consumer seeks
+back and the same records come again after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+from aiokafka.structs import ConsumerRecord
+
+from command_svc.metrics import COMMAND_SECONDS, COMMANDS
+from command_svc.pipeline import CommandPipeline, NotACommand, outcome_label
+from cqrs_shared.results import CommandResult
+from command_svc.results_publisher import ResultsPublisher
+
+log = logging.getLogger(__name__)
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+class TopicDoor:
+    def __init__(
+        self, pipeline: CommandPipeline, results: ResultsPublisher, *, max_command_bytes: int, concurrency: int
+    ) -> None:
+        self._pipeline = pipeline
+        self._results = results
+        self._max_bytes = max_command_bytes
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def handle_batch(self, records: Sequence[Record]) -> None:
+        """Handle every record; returns once all outcomes are acknowledged (then offsets may commit)."""
+        by_key: dict[tuple[int, bytes | None], list[Record]] = defaultdict(list)
+        for record in records:
+            by_key[(record.partition, record.key)].append(record)
+        deliveries = await asyncio.gather(*(self._handle_in_order(group) for group in by_key.values()))
+        await asyncio.gather(*(d for group in deliveries for d in group))
+
+    async def _handle_in_order(self, records: list[Record]) -> list[asyncio.Future[object]]:
+        async with self._slots:
+            return [await self._handle(record) for record in records]
+
+    async def _handle(self, record: Record) -> asyncio.Future[object]:
+        started = time.perf_counter()
+        value = record.value or b""
+        outcome: CommandResult | NotACommand
+        if len(value) > self._max_bytes:
+            outcome = NotACommand("too_large", f"{len(value)} bytes exceeds the limit of {self._max_bytes}")
+        else:
+            authorization = dict(record.headers or ()).get("authorization")
+            outcome = await self._pipeline.handle(
+                value, authorization.decode(errors="replace") if authorization is not None else None
+            )
+        COMMAND_SECONDS.labels("topic").observe(time.perf_counter() - started)
+        COMMANDS.labels("topic", outcome_label(outcome)).inc()
+        if isinstance(outcome, NotACommand):
+            log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, outcome.detail)
+            return await self._results.send_dead_letter(record, outcome)
+        return await self._results.send_outcome(outcome)

@@ -1,0 +1,44 @@
+"""The HTTP endpoints every service has: `/healthz` (alive), `/readyz` (dependencies answer), `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cqrs_shared.problems import problem_response
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def operations_router(checks: Mapping[str, ReadinessCheck], *, timeout_seconds: float = 2.0) -> APIRouter:
+    """Health, readiness and metrics routes; readiness runs every check concurrently with a timeout."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Every dependency answers", response_model=None)
+    async def readyz() -> JSONResponse:
+        names = list(checks)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(checks[n](), timeout_seconds) for n in names), return_exceptions=True
+        )
+        failures = {n: f"{type(r).__name__}: {r}" for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
+        if failures:
+            log.warning("not ready: %s", failures)
+            return problem_response(503, "not-ready", "Not ready", "a dependency does not answer", checks=failures)
+        return JSONResponse({"status": "ready", "checks": {n: "ok" for n in names}})
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

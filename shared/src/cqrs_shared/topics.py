@@ -1,0 +1,77 @@
+"""Topic names and their explicit creation.
+
+Topics are created by the project, never by broker auto-creation, so partition counts and retention
+are decided here. Every name goes through `TopicNames` so a prefix isolates tenants and tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    prefix: str = ""
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}commands"
+
+    @property
+    def command_results(self) -> str:
+        return f"{self.prefix}command-results"
+
+    @property
+    def commands_dlq(self) -> str:
+        return f"{self.prefix}commands.dlq"
+
+    @property
+    def events_dlq(self) -> str:
+        return f"{self.prefix}events.dlq"
+
+    def events(self, aggregate_type: str) -> str:
+        return f"{self.prefix}events.{aggregate_type}"
+
+    def all_for(self, aggregate_types: Iterable[str]) -> list[str]:
+        return [
+            self.commands,
+            self.command_results,
+            self.commands_dlq,
+            self.events_dlq,
+            *(self.events(t) for t in sorted(set(aggregate_types))),
+        ]
+
+
+async def ensure_topics(
+    bootstrap_servers: str, names: Iterable[str], *, partitions: int, replication_factor: int
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names it created. Safe to run concurrently."""
+    wanted = list(dict.fromkeys(names))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [NewTopic(n, num_partitions=partitions, replication_factor=replication_factor) for n in missing]
+        )
+        failures = []
+        for topic, code, *rest in response.topic_errors:
+            # Another replica may create a topic between our listing and our request: that is the goal.
+            if code not in (0, TopicAlreadyExistsError.errno):
+                failures.append(f"{topic}: error {code} {rest[0] if rest else ''}".strip())
+        if failures:
+            raise RuntimeError("could not create Kafka topics: " + "; ".join(failures))
+        log.info("created Kafka topics %s", missing)
+        return missing
+    finally:
+        await admin.close()

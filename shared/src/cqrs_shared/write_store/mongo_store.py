@@ -1,0 +1,224 @@
+"""MongoDB write store and lease store (tested against FerretDB v1, which speaks the same protocol).
+
+Uses only single-document atomic writes, so it needs neither a replica set nor transactions:
+- `commits`: one document per accepted command. `_id` is `<type>/<id>@<base version>` (zero-padded),
+  so the primary key itself refuses a second commit on the same base version, and sorting by `_id`
+  walks each aggregate in version order. A unique index on `command_id` refuses a repeat.
+- `rejections`: one document per rejected command id (first writer wins on `_id`).
+- `leases`, `members`: relay shard ownership and replica heartbeats.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from cqrs_shared.results import Rejected
+from cqrs_shared.write_store.port import (
+    Commit,
+    ConcurrencyConflictError,
+    DuplicateCommandError,
+    WriteStoreUnavailableError,
+)
+
+Document = dict[str, Any]
+_VERSION_DIGITS = 12
+
+
+def stream_key(aggregate_type: str, aggregate_id: str) -> str:
+    return f"{aggregate_type}/{aggregate_id}"
+
+
+def commit_key(aggregate_type: str, aggregate_id: str, base_version: int) -> str:
+    return f"{stream_key(aggregate_type, aggregate_id)}@{base_version:0{_VERSION_DIGITS}d}"
+
+
+def _to_document(commit: Commit) -> Document:
+    doc = commit.model_dump(mode="json")
+    doc["_id"] = commit_key(commit.aggregate_type, commit.aggregate_id, commit.base_version)
+    doc["stream"] = stream_key(commit.aggregate_type, commit.aggregate_id)
+    return doc
+
+
+def _from_document(doc: Document) -> Commit:
+    doc = dict(doc)
+    del doc["_id"], doc["stream"]
+    return Commit.model_validate(doc)
+
+
+class MongoWriteStore:
+    """The write store on MongoDB. Create with `await MongoWriteStore.open(uri, database)`."""
+
+    def __init__(self, client: AsyncMongoClient[Document], database: AsyncDatabase[Document]) -> None:
+        self._client = client
+        self._db = database
+        self._commits: AsyncCollection[Document] = database["commits"]
+        self._rejections: AsyncCollection[Document] = database["rejections"]
+
+    @classmethod
+    async def open(cls, uri: str, database: str, *, timeout_ms: int = 5000) -> MongoWriteStore:
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
+        )
+        store = cls(client, client[database])
+        await store.ensure_indexes()
+        return store
+
+    async def ensure_indexes(self) -> None:
+        try:
+            await self._commits.create_index([("command_id", ASCENDING)], unique=True, name="command_id_unique")
+            await self._commits.create_index(
+                [("stream", ASCENDING), ("version", ASCENDING)], unique=True, name="stream_version_unique"
+            )
+            await self._commits.create_index(
+                [("published", ASCENDING), ("shard", ASCENDING)], name="unpublished_by_shard"
+            )
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(f"cannot create write store indexes: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    @property
+    def database(self) -> AsyncDatabase[Document]:
+        return self._db
+
+    async def load_head(self, aggregate_type: str, aggregate_id: str) -> Commit | None:
+        try:
+            doc = await self._commits.find_one(
+                {"stream": stream_key(aggregate_type, aggregate_id)}, sort=[("version", DESCENDING)]
+            )
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+        return _from_document(doc) if doc else None
+
+    async def append(self, commit: Commit) -> None:
+        try:
+            await self._commits.insert_one(_to_document(commit))
+        except DuplicateKeyError:
+            # Which unique key collided decides the answer; asking is clearer than parsing messages.
+            existing = await self.find_accepted(commit.command_id)
+            if existing is not None:
+                raise DuplicateCommandError(existing) from None
+            raise ConcurrencyConflictError(commit.commit_id) from None
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+
+    async def find_accepted(self, command_id: uuid.UUID) -> Commit | None:
+        try:
+            doc = await self._commits.find_one({"command_id": str(command_id)})
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+        return _from_document(doc) if doc else None
+
+    async def find_rejection(self, command_id: uuid.UUID) -> Rejected | None:
+        try:
+            doc = await self._rejections.find_one({"_id": str(command_id)})
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+        return Rejected.model_validate(doc["outcome"]) if doc else None
+
+    async def record_rejection(self, rejection: Rejected) -> Rejected:
+        try:
+            await self._rejections.insert_one(
+                {"_id": str(rejection.command_id), "outcome": rejection.model_dump(mode="json")}
+            )
+        except DuplicateKeyError:
+            first = await self.find_rejection(rejection.command_id)
+            return first or rejection
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+        return rejection
+
+    async def unpublished(self, shards: Collection[int], limit: int) -> list[Commit]:
+        if not shards:
+            return []
+        try:
+            cursor = self._commits.find({"published": False, "shard": {"$in": sorted(shards)}})
+            docs = await cursor.sort([("_id", ASCENDING)]).limit(limit).to_list()
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+        return [_from_document(d) for d in docs]
+
+    async def unpublished_in_stream(self, aggregate_type: str, aggregate_id: str) -> list[Commit]:
+        try:
+            cursor = self._commits.find({"stream": stream_key(aggregate_type, aggregate_id), "published": False})
+            docs = await cursor.sort([("version", ASCENDING)]).to_list()
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+        return [_from_document(d) for d in docs]
+
+    async def mark_published(self, commits: Sequence[Commit]) -> None:
+        if not commits:
+            return
+        ids = [commit_key(c.aggregate_type, c.aggregate_id, c.base_version) for c in commits]
+        try:
+            await self._commits.update_many({"_id": {"$in": ids}}, {"$set": {"published": True}})
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+
+    async def history(self, aggregate_types: Collection[str] | None = None) -> AsyncIterator[Commit]:
+        query: Document = {} if aggregate_types is None else {"aggregate_type": {"$in": sorted(aggregate_types)}}
+        try:
+            async for doc in self._commits.find(query).sort([("_id", ASCENDING)]).batch_size(1000):
+                yield _from_document(doc)
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+
+    async def ping(self) -> None:
+        try:
+            await self._db.command("ping")
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+
+
+class MongoLeaseStore:
+    """Leases as documents `{_id: name, owner, expires_at}`; taken with one conditional upsert."""
+
+    def __init__(self, database: AsyncDatabase[Document], clock: Any = time.time) -> None:
+        self._leases: AsyncCollection[Document] = database["leases"]
+        self._members: AsyncCollection[Document] = database["members"]
+        self._clock = clock
+
+    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        now = self._clock()
+        try:
+            doc = await self._leases.find_one_and_update(
+                {"_id": name, "$or": [{"owner": owner}, {"expires_at": {"$lte": now}}]},
+                {"$set": {"owner": owner, "expires_at": now + ttl_seconds}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            return False  # held by someone else: the filter missed, and the upsert hit the existing _id
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+        return bool(doc and doc.get("owner") == owner)
+
+    async def release(self, name: str, owner: str) -> None:
+        try:
+            await self._leases.delete_one({"_id": name, "owner": owner})
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+
+    async def heartbeat(self, member: str, ttl_seconds: float) -> None:
+        try:
+            await self._members.update_one(
+                {"_id": member}, {"$set": {"expires_at": self._clock() + ttl_seconds}}, upsert=True
+            )
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+
+    async def live_members(self) -> list[str]:
+        try:
+            docs = await self._members.find({"expires_at": {"$gt": self._clock()}}).to_list()
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+        return sorted(str(d["_id"]) for d in docs)

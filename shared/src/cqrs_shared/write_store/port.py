@@ -1,0 +1,124 @@
+"""The write store port: where accepted commands become durable facts.
+
+Contract, proven for every adapter by the suite in `cqrs_shared.testing.write_store_contract`:
+- One accepted command is one `Commit`, written atomically as one record: its events, the aggregate
+  state after them, its command id and a `published` marker. There is no second write that could
+  be lost between "stored" and "to be published": the commit *is* the outbox entry.
+- Optimistic concurrency: at most one commit per (aggregate, base version). A second one raises
+  `ConcurrencyConflictError`; nothing of it is stored.
+- Idempotency: at most one commit per command id. A second raises `DuplicateCommandError` carrying
+  the commit already stored.
+- History is never rewritten: commits stay, so read models can be rebuilt from them.
+- Infrastructure failures raise `WriteStoreUnavailableError` (callers retry; the input is kept).
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Collection, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.results import Rejected
+
+
+def shard_of(aggregate_type: str, aggregate_id: str, shards: int) -> int:
+    """The relay shard of an aggregate: stable across processes and versions (crc32, not `hash`)."""
+    return zlib.crc32(f"{aggregate_type}/{aggregate_id}".encode()) % shards
+
+
+class Commit(BaseModel):
+    """One accepted command as stored: the unit of atomicity, idempotency and publishing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    aggregate_type: str
+    aggregate_id: str
+    base_version: int
+    version: int
+    command_id: uuid.UUID
+    command_type: str
+    correlation_id: str
+    events: list[EventEnvelope]
+    state: dict[str, Any]
+    committed_at: datetime
+    shard: int
+    published: bool = False
+
+    @property
+    def commit_id(self) -> str:
+        """Unique per (aggregate, base version): the key that makes concurrent commits collide."""
+        return f"{self.aggregate_type}/{self.aggregate_id}@{self.base_version}"
+
+
+class ConcurrencyConflictError(Exception):
+    """Another commit already holds this aggregate's base version."""
+
+
+class DuplicateCommandError(Exception):
+    """This command id was already accepted; `existing` is what was stored for it."""
+
+    def __init__(self, existing: Commit) -> None:
+        super().__init__(f"command {existing.command_id} was already accepted")
+        self.existing = existing
+
+
+class WriteStoreUnavailableError(Exception):
+    """The store could not be reached or answered with an error that retrying may fix."""
+
+
+class WriteStore(Protocol):
+    async def load_head(self, aggregate_type: str, aggregate_id: str) -> Commit | None:
+        """The aggregate's latest commit (highest version), or None if it has none."""
+
+    async def append(self, commit: Commit) -> None:
+        """Store the commit atomically, or raise `ConcurrencyConflictError` / `DuplicateCommandError`."""
+
+    async def find_accepted(self, command_id: uuid.UUID) -> Commit | None:
+        """The commit stored for this command id, if it was accepted."""
+
+    async def find_rejection(self, command_id: uuid.UUID) -> Rejected | None:
+        """The rejection recorded for this command id, if it was rejected."""
+
+    async def record_rejection(self, rejection: Rejected) -> Rejected:
+        """Record a rejection; the first one recorded for a command id wins and is returned."""
+
+    async def unpublished(self, shards: Collection[int], limit: int) -> list[Commit]:
+        """Commits of these shards not yet marked published, oldest version first per aggregate."""
+
+    async def unpublished_in_stream(self, aggregate_type: str, aggregate_id: str) -> list[Commit]:
+        """One aggregate's commits not yet marked published, in version order."""
+
+    async def mark_published(self, commits: Sequence[Commit]) -> None:
+        """Mark commits as published. Idempotent; marking is advisory (publishing is at-least-once)."""
+
+    def history(self, aggregate_types: Collection[str] | None = None) -> AsyncIterator[Commit]:
+        """Every commit (of these aggregate types), each aggregate in version order, for rebuilds."""
+
+    async def ping(self) -> None:
+        """Raise `WriteStoreUnavailableError` unless the store answers."""
+
+
+class LeaseStore(Protocol):
+    """Time-bounded exclusive ownership of named resources (relay shards), kept in the write store.
+
+    A lease is held by one owner until it expires or is released; `acquire` both takes a free or
+    expired lease and renews one the caller already holds. Clocks: expiry is judged by the store's
+    caller clock, so replicas need roughly synchronised clocks (NTP), and TTLs of seconds, not ms.
+    """
+
+    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        """Take or renew the lease; True if `owner` holds it afterwards."""
+
+    async def release(self, name: str, owner: str) -> None:
+        """Give the lease up if `owner` holds it."""
+
+    async def heartbeat(self, member: str, ttl_seconds: float) -> None:
+        """Announce that `member` is alive for the next `ttl_seconds`."""
+
+    async def live_members(self) -> list[str]:
+        """Members whose last heartbeat has not expired, sorted."""
