@@ -34,6 +34,8 @@ def settings_config(prefix: str) -> SettingsConfigDict:
 
 
 class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
     kafka_bootstrap_servers: Annotated[str, _alias("KAFKA_BOOTSTRAP_SERVERS")] = "127.0.0.1:9092"
     #: Prepended to every topic name: lets tests and tenants share one cluster without collisions.
     topic_prefix: Annotated[str, _alias("CQRS_TOPIC_PREFIX")] = ""
@@ -48,6 +50,8 @@ class AuthMode(StrEnum):
 
 
 class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
     auth_mode: Annotated[AuthMode, _alias("CQRS_AUTH_MODE")] = AuthMode.JWT
     jwt_algorithm: Annotated[str, _alias("JWT_ALGORITHM"), Field(pattern=r"^(HS256|RS256)$")] = "HS256"
     jwt_secret: Annotated[SecretStr | None, _alias("JWT_SECRET")] = None
@@ -69,5 +73,7 @@ class AuthSettings(BaseSettings):
 
 
 class ObservabilitySettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
     log_level: Annotated[str, _alias("LOG_LEVEL")] = "INFO"
     log_format: Annotated[str, _alias("LOG_FORMAT"), Field(pattern=r"^(json|text)$")] = "json"

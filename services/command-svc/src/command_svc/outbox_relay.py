@@ -87,6 +87,8 @@ class OutboxRelay:
                 await task
         self._tasks = []
         # Hand shards over at once instead of making the next owner wait for the TTL.
+        with contextlib.suppress(WriteStoreUnavailableError):
+            await self._leases.leave(self._member)
         for shard in sorted(self._owned):
             with contextlib.suppress(WriteStoreUnavailableError):
                 await self._leases.release(f"relay-shard-{shard}", self._member)

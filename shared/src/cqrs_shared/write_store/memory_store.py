@@ -102,6 +102,9 @@ class MemoryLeaseStore:
     async def heartbeat(self, member: str, ttl_seconds: float) -> None:
         self._members[member] = self._now() + ttl_seconds
 
+    async def leave(self, member: str) -> None:
+        self._members.pop(member, None)
+
     async def live_members(self) -> list[str]:
         now = self._now()
         return sorted(m for m, until in self._members.items() if until > now)

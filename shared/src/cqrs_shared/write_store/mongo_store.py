@@ -216,6 +216,12 @@ class MongoLeaseStore:
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
 
+    async def leave(self, member: str) -> None:
+        try:
+            await self._members.delete_one({"_id": member})
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+
     async def live_members(self) -> list[str]:
         try:
             docs = await self._members.find({"expires_at": {"$gt": self._clock()}}).to_list()

@@ -120,5 +120,8 @@ class LeaseStore(Protocol):
     async def heartbeat(self, member: str, ttl_seconds: float) -> None:
         """Announce that `member` is alive for the next `ttl_seconds`."""
 
+    async def leave(self, member: str) -> None:
+        """Withdraw `member` at once (a clean shutdown), instead of letting its heartbeat expire."""
+
     async def live_members(self) -> list[str]:
         """Members whose last heartbeat has not expired, sorted."""

@@ -1,0 +1,158 @@
+"""The outbox relay over in-memory stores: order, recovery, failure and shard ownership."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+from command_svc.outbox_relay import OutboxRelay, RelaySettings
+from cqrs_shared.envelopes import EventEnvelope, utc_now
+from cqrs_shared.write_store import Commit, shard_of
+from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
+
+SHARDS = 8
+FAST = RelaySettings(shards=SHARDS, lease_ttl_seconds=3.0, scan_interval_seconds=0.05)
+
+
+class RecordingPublisher:
+    def __init__(self, failures: int = 0) -> None:
+        self.published: list[EventEnvelope] = []
+        self.failures = failures
+
+    async def publish(self, events: Sequence[EventEnvelope]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("kafka is down")
+        self.published.extend(events)
+
+    def versions(self, aggregate_id: str) -> list[int]:
+        return [e.version for e in self.published if e.aggregate_id == aggregate_id]
+
+
+def make_commit(aggregate_id: str, version: int) -> Commit:
+    now = utc_now()
+    event = EventEnvelope(
+        event_id=uuid.uuid4(),
+        type="Incremented",
+        aggregate_type="tally",
+        aggregate_id=aggregate_id,
+        version=version,
+        occurred_at=now,
+        correlation_id="c",
+        causation_id="c",
+    )
+    return Commit(
+        aggregate_type="tally",
+        aggregate_id=aggregate_id,
+        base_version=version - 1,
+        version=version,
+        command_id=uuid.uuid4(),
+        command_type="Increment",
+        correlation_id="c",
+        events=[event],
+        state={},
+        committed_at=now,
+        shard=shard_of("tally", aggregate_id, SHARDS),
+    )
+
+
+async def eventually(predicate: object, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():  # type: ignore[operator]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+async def store_and_notify(store: MemoryWriteStore, relay: OutboxRelay | None, commit: Commit) -> None:
+    await store.append(commit)
+    if relay is not None:
+        relay.notify(commit)
+
+
+async def test_fresh_commits_are_published_in_version_order_and_marked() -> None:
+    store, publisher = MemoryWriteStore(), RecordingPublisher()
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=FAST)
+    await relay.start()
+    try:
+        assert relay.owned_shards == frozenset(range(SHARDS))
+        for v in range(1, 6):
+            await store_and_notify(store, relay, make_commit("a", v))
+        await eventually(lambda: len(publisher.published) == 5)
+        assert publisher.versions("a") == [1, 2, 3, 4, 5]
+        assert await store.unpublished(range(SHARDS), 100) == []
+    finally:
+        await relay.stop()
+
+
+async def test_commits_left_unpublished_by_a_crash_are_recovered_in_order() -> None:
+    store, publisher = MemoryWriteStore(), RecordingPublisher()
+    for aggregate in ("a", "b", "c"):
+        for v in range(1, 4):
+            await store_and_notify(store, None, make_commit(aggregate, v))
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=FAST)
+    await relay.start()
+    try:
+        await store_and_notify(store, relay, make_commit("a", 4))  # fresh, but its predecessors are pending
+        await eventually(lambda: len(publisher.published) == 10)
+        assert publisher.versions("a") == [1, 2, 3, 4]
+        assert publisher.versions("b") == [1, 2, 3]
+        assert publisher.versions("c") == [1, 2, 3]
+    finally:
+        await relay.stop()
+
+
+async def test_a_publishing_failure_marks_nothing_and_is_retried() -> None:
+    store, publisher = MemoryWriteStore(), RecordingPublisher(failures=2)
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=FAST)
+    await relay.start()
+    try:
+        await store_and_notify(store, relay, make_commit("a", 1))
+        await store_and_notify(store, relay, make_commit("a", 2))
+        await eventually(lambda: publisher.versions("a")[-1:] == [2], timeout=6)
+        assert publisher.versions("a") == [1, 2]
+        assert await store.unpublished(range(SHARDS), 100) == []
+    finally:
+        await relay.stop()
+
+
+async def test_two_replicas_split_the_shards_and_publish_each_aggregate_from_one_place() -> None:
+    store, leases = MemoryWriteStore(), MemoryLeaseStore()
+    first, second = RecordingPublisher(), RecordingPublisher()
+    relay1 = OutboxRelay(store, leases, first, member_id="r1", settings=FAST)
+    relay2 = OutboxRelay(store, leases, second, member_id="r2", settings=FAST)
+    await relay1.start()
+    await relay2.start()
+    try:
+        # r1 took everything before r2 existed; within a lease round it gives up its excess.
+        await eventually(lambda: len(relay1.owned_shards) == SHARDS // 2 and len(relay2.owned_shards) == SHARDS // 2, 5)
+        assert relay1.owned_shards.isdisjoint(relay2.owned_shards)
+        aggregates = [f"agg-{i}" for i in range(20)]
+        for v in range(1, 4):
+            for aggregate in aggregates:
+                commit = make_commit(aggregate, v)
+                await store.append(commit)
+                relay1.notify(commit)  # r1 is told of every commit; it must publish only its own shards
+        await eventually(lambda: len(first.published) + len(second.published) == 60, 5)
+        for aggregate in aggregates:
+            owner = first if shard_of("tally", aggregate, SHARDS) in relay1.owned_shards else second
+            other = second if owner is first else first
+            assert owner.versions(aggregate) == [1, 2, 3]
+            assert other.versions(aggregate) == []
+    finally:
+        await relay1.stop()
+        await relay2.stop()
+
+
+async def test_a_stopped_replica_hands_its_shards_over_at_once() -> None:
+    store, leases = MemoryWriteStore(), MemoryLeaseStore()
+    relay1 = OutboxRelay(store, leases, RecordingPublisher(), member_id="r1", settings=FAST)
+    await relay1.start()
+    await relay1.stop()
+    relay2 = OutboxRelay(store, leases, RecordingPublisher(), member_id="r2", settings=FAST)
+    await relay2.start()
+    try:
+        assert relay2.owned_shards == frozenset(range(SHARDS))
+    finally:
+        await relay2.stop()

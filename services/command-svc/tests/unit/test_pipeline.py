@@ -1,0 +1,199 @@
+"""The command pipeline over the in-memory store: validation, auth, idempotency, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from command_svc.domain.decider import AggregateDefinition
+from command_svc.domain.shop import SHOP_AGGREGATES
+from command_svc.pipeline import CommandPipeline, NotACommand
+from command_svc.registry import CommandRegistry
+from cqrs_shared.auth import TokenVerifier
+from cqrs_shared.consistency import ConsistencyToken
+from cqrs_shared.results import Accepted, Rejected, RejectionCode
+from cqrs_shared.settings import AuthSettings
+from cqrs_shared.write_store import Commit, ConcurrencyConflictError
+from cqrs_shared.write_store.memory_store import MemoryWriteStore
+
+
+def command(type_: str, aggregate_id: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"command_id": str(uuid.uuid4()), "type": type_, "aggregate_id": aggregate_id, "payload": payload, **extra}
+
+
+@pytest.fixture
+def store() -> MemoryWriteStore:
+    return MemoryWriteStore()
+
+
+@pytest.fixture
+def committed() -> list[Commit]:
+    return []
+
+
+@pytest.fixture
+def pipeline(
+    store: MemoryWriteStore, tally: AggregateDefinition[Any], auth_settings: AuthSettings, committed: list[Commit]
+) -> CommandPipeline:
+    registry = CommandRegistry([*SHOP_AGGREGATES, tally])
+    return CommandPipeline(registry, store, TokenVerifier(auth_settings), on_commit=committed.append)
+
+
+async def test_an_accepted_command_is_stored_with_its_events_state_and_token(
+    pipeline: CommandPipeline, store: MemoryWriteStore, token_for: Any, committed: list[Commit]
+) -> None:
+    cmd = command("Increment", "t-1", {"by": 3}, metadata={"correlation_id": "corr-1"})
+    outcome = await pipeline.handle(json.dumps(cmd).encode(), token_for("tally:write"))
+    assert isinstance(outcome, Accepted)
+    assert (outcome.aggregate_type, outcome.version, outcome.correlation_id) == ("tally", 1, "corr-1")
+    assert ConsistencyToken.decode(outcome.consistency_token) == ConsistencyToken("tally", "t-1", 1)
+    head = await store.load_head("tally", "t-1")
+    assert head is not None
+    assert head.state == {"total": 3, "closed": False}
+    assert [(e.type, e.version, e.payload, e.causation_id) for e in head.events] == [
+        ("Incremented", 1, {"by": 3}, cmd["command_id"])
+    ]
+    assert outcome.event_ids == [head.events[0].event_id]
+    assert committed == [head]
+
+
+async def test_the_same_command_id_is_applied_once_and_answered_identically(
+    pipeline: CommandPipeline, store: MemoryWriteStore, token_for: Any
+) -> None:
+    cmd = command("Increment", "t-1", {"by": 1})
+    answers = [await pipeline.handle(cmd, token_for("tally:write")) for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]
+    head = await store.load_head("tally", "t-1")
+    assert head is not None and head.version == 1
+
+
+async def test_a_repeated_rejection_is_answered_identically(pipeline: CommandPipeline, token_for: Any) -> None:
+    auth = token_for("tally:write", "tally:close")
+    await pipeline.handle(command("CloseTally", "t-1", {}), auth)
+    cmd = command("Increment", "t-1", {"by": 1})
+    first = await pipeline.handle(cmd, auth)
+    assert isinstance(first, Rejected) and first.code is RejectionCode.RULE_VIOLATED
+    assert "tally.closed" in first.message
+    assert await pipeline.handle(cmd, auth) == first
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe not json", "not_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b'{"type": "Increment"}', "no_command_id"),
+        (b'{"command_id": "nope"}', "no_command_id"),
+    ],
+)
+async def test_input_that_names_no_command_is_not_a_command(pipeline: CommandPipeline, raw: bytes, reason: str) -> None:
+    outcome = await pipeline.handle(raw, None)
+    assert isinstance(outcome, NotACommand)
+    assert outcome.reason == reason
+
+
+async def test_invalid_envelope_and_payload_are_rejected_with_field_errors(
+    pipeline: CommandPipeline, token_for: Any
+) -> None:
+    bad_envelope = command("Increment", "", {"by": 1}, colour="red")
+    outcome = await pipeline.handle(bad_envelope, token_for("tally:write"))
+    assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.INVALID
+    assert {e.loc for e in outcome.errors} == {"aggregate_id", "colour"}
+
+    bad_payload = command("Increment", "t-1", {"by": 0, "extra": True})
+    outcome = await pipeline.handle(bad_payload, token_for("tally:write"))
+    assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.INVALID
+    assert {(e.loc, e.type) for e in outcome.errors} == {("payload.by", "greater_than_equal"), ("payload.extra", "extra_forbidden")}
+
+    unknown = command("Explode", "t-1", {})
+    outcome = await pipeline.handle(unknown, token_for("tally:write"))
+    assert isinstance(outcome, Rejected) and outcome.errors[0].loc == "type"
+
+
+async def test_authorization_is_checked_per_command_type(pipeline: CommandPipeline, token_for: Any) -> None:
+    cmd = command("CloseTally", "t-1", {})
+    missing = await pipeline.handle(cmd, None)
+    assert isinstance(missing, Rejected) and missing.code is RejectionCode.UNAUTHORIZED
+    garbage = await pipeline.handle(cmd, "Bearer not.a.jwt")
+    assert isinstance(garbage, Rejected) and garbage.code is RejectionCode.UNAUTHORIZED
+    wrong_role = await pipeline.handle(cmd, token_for("tally:write"))
+    assert isinstance(wrong_role, Rejected) and wrong_role.code is RejectionCode.FORBIDDEN
+    assert "tally:close" in wrong_role.message
+    assert isinstance(await pipeline.handle(cmd, token_for("tally:close")), Accepted)
+
+
+async def test_expected_version_mismatch_is_a_conflict(pipeline: CommandPipeline, token_for: Any) -> None:
+    auth = token_for("tally:write")
+    assert isinstance(await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=0), auth), Accepted)
+    stale = await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=0), auth)
+    assert isinstance(stale, Rejected) and stale.code is RejectionCode.CONFLICT
+    fresh = await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=1), auth)
+    assert isinstance(fresh, Accepted) and fresh.version == 2
+
+
+async def test_not_found_for_commands_on_missing_aggregates(pipeline: CommandPipeline, token_for: Any) -> None:
+    outcome = await pipeline.handle(command("ConfirmOrder", "o-404", {}), token_for("orders:write"))
+    assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.NOT_FOUND
+
+
+async def test_place_order_reads_the_customer_from_the_write_store(pipeline: CommandPipeline, token_for: Any) -> None:
+    auth = token_for("orders:write", "customers:write", "customers:erase")
+    order = {"customer_id": "c-1", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unit_price": "2.50"}]}
+    early = await pipeline.handle(command("PlaceOrder", "o-1", order), auth)
+    assert isinstance(early, Rejected) and "order.customer_not_registered" in early.message
+    await pipeline.handle(command("RegisterCustomer", "c-1", {"name": "Ada", "email": "ada@example.com"}), auth)
+    assert isinstance(await pipeline.handle(command("PlaceOrder", "o-1", order), auth), Accepted)
+    await pipeline.handle(command("DeleteCustomer", "c-1", {}), auth)
+    late = await pipeline.handle(command("PlaceOrder", "o-2", order), auth)
+    assert isinstance(late, Rejected) and "order.customer_deleted" in late.message
+
+
+async def test_concurrent_commands_on_one_aggregate_get_consecutive_versions(
+    pipeline: CommandPipeline, store: MemoryWriteStore, token_for: Any
+) -> None:
+    auth = token_for("tally:write")
+    outcomes = await asyncio.gather(*(pipeline.handle(command("Increment", "t-1", {"by": 1}), auth) for _ in range(50)))
+    assert sorted(o.version for o in outcomes if isinstance(o, Accepted)) == list(range(1, 51))
+    versions = [c.version async for c in store.history()]
+    assert versions == list(range(1, 51))
+
+
+class RacingStore(MemoryWriteStore):
+    """Loses the first `losses` appends to an imaginary concurrent writer."""
+
+    def __init__(self, losses: int) -> None:
+        super().__init__()
+        self.losses = losses
+
+    async def append(self, commit: Commit) -> None:
+        if self.losses:
+            self.losses -= 1
+            raise ConcurrencyConflictError(commit.commit_id)
+        await super().append(commit)
+
+
+@pytest.mark.parametrize(("losses", "accepted"), [(2, True), (5, False)])
+async def test_a_lost_race_is_retried_a_bounded_number_of_times(
+    losses: int, accepted: bool, tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    store = RacingStore(losses)
+    pipeline = CommandPipeline(CommandRegistry([tally]), store, TokenVerifier(auth_settings), max_attempts=5)
+    outcome = await pipeline.handle(command("Increment", "t-1", {"by": 1}), token_for("tally:write"))
+    if accepted:
+        assert isinstance(outcome, Accepted)
+    else:
+        assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.CONFLICT
+
+
+async def test_a_race_lost_with_a_pinned_version_is_a_conflict_at_once(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    store = RacingStore(1)
+    pipeline = CommandPipeline(CommandRegistry([tally]), store, TokenVerifier(auth_settings))
+    outcome = await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=0), token_for("tally:write"))
+    assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.CONFLICT
+    assert store.losses == 0 and await store.load_head("tally", "t-1") is None
