@@ -1,0 +1,168 @@
+"""Build schemas: each projection's tables live in a schema `<projection>_b<n>`; readers see `read.*`.
+
+The `read` schema holds one view per projection table pointing at the *active* build. Activating a
+build replaces those views in one transaction, which is how a rebuilt copy is swapped in without
+readers ever seeing a half-built table. `projector.builds` records which build is active.
+Migrations run under an advisory lock, so replicas starting together apply each one exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from projector_svc.projection import Migration, Projection
+
+log = logging.getLogger(__name__)
+
+_RUNTIME_MIGRATIONS = (
+    Migration.from_file(0, Path(__file__).parent / "migrations" / "runtime_0001_positions.sql"),
+)
+#: Tables every build schema has beside the projection's own (positions, guard, parked events).
+RUNTIME_TABLES = ("partition_offsets", "aggregate_versions", "parked_events")
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+_LOCK_NAMESPACE = 0x43515253  # "CQRS": keeps our advisory lock ids apart from other applications'
+
+_CONTROL_DDL = """
+CREATE SCHEMA IF NOT EXISTS projector;
+CREATE SCHEMA IF NOT EXISTS read;
+CREATE TABLE IF NOT EXISTS projector.builds (
+    projection    text        NOT NULL,
+    build         integer     NOT NULL,
+    schema_name   text        NOT NULL UNIQUE,
+    status        text        NOT NULL CHECK (status IN ('building', 'active', 'retired')),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    activated_at  timestamptz,
+    PRIMARY KEY (projection, build)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS builds_one_active ON projector.builds (projection) WHERE status = 'active';
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Build:
+    projection: str
+    number: int
+
+    @property
+    def schema(self) -> str:
+        return f"{self.projection}_b{self.number}"
+
+
+def _checked(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"{name!r} is not a safe identifier")
+    return name
+
+
+async def _advisory_lock(connection: asyncpg.Connection, projection: str) -> None:
+    await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_NAMESPACE, projection)
+
+
+async def ensure_active_build(connection: asyncpg.Connection, projection: Projection) -> Build:
+    """The active build of the projection, created (build 1) and migrated as needed."""
+    name = _checked(projection.name)
+    async with connection.transaction():
+        await _advisory_lock(connection, name)
+        await connection.execute(_CONTROL_DDL)
+        number = await connection.fetchval(
+            "SELECT build FROM projector.builds WHERE projection = $1 AND status = 'active'", name
+        )
+        if number is None:
+            build = Build(name, 1)
+            await _create_build(connection, projection, build, status="active")
+            await _publish_views(connection, projection, build)
+            return build
+        build = Build(name, number)
+        if await _migrate(connection, projection, build):
+            await _publish_views(connection, projection, build)
+        return build
+
+
+async def create_build(connection: asyncpg.Connection, projection: Projection) -> Build:
+    """A fresh, empty build (for a rebuild), numbered after every existing one."""
+    name = _checked(projection.name)
+    async with connection.transaction():
+        await _advisory_lock(connection, name)
+        await connection.execute(_CONTROL_DDL)
+        last = await connection.fetchval("SELECT max(build) FROM projector.builds WHERE projection = $1", name)
+        build = Build(name, (last or 0) + 1)
+        await _create_build(connection, projection, build, status="building")
+        return build
+
+
+async def activate(connection: asyncpg.Connection, projection: Projection, build: Build) -> None:
+    """Point `read.*` at `build` and retire the previous active build, atomically."""
+    async with connection.transaction():
+        await _advisory_lock(connection, build.projection)
+        await connection.execute(
+            "UPDATE projector.builds SET status = 'retired' WHERE projection = $1 AND status = 'active'",
+            build.projection,
+        )
+        await connection.execute(
+            "UPDATE projector.builds SET status = 'active', activated_at = now() WHERE projection = $1 AND build = $2",
+            build.projection,
+            build.number,
+        )
+        await _publish_views(connection, projection, build)
+
+
+async def active_schema(connection: asyncpg.Connection, projection: str) -> str | None:
+    return await connection.fetchval(  # type: ignore[no-any-return]  # asyncpg is untyped
+        "SELECT schema_name FROM projector.builds WHERE projection = $1 AND status = 'active'", projection
+    )
+
+
+async def _create_build(connection: asyncpg.Connection, projection: Projection, build: Build, *, status: str) -> None:
+    await connection.execute(f'CREATE SCHEMA "{build.schema}"')
+    await connection.execute(
+        f'CREATE TABLE "{build.schema}".schema_migrations '
+        "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    await connection.execute(
+        "INSERT INTO projector.builds (projection, build, schema_name, status) VALUES ($1, $2, $3, $4)",
+        build.projection,
+        build.number,
+        build.schema,
+        status,
+    )
+    await _migrate(connection, projection, build)
+
+
+async def _migrate(connection: asyncpg.Connection, projection: Projection, build: Build) -> bool:
+    """Apply the migrations this build lacks; True if any ran. Runs inside the caller's transaction."""
+    applied = {
+        r["version"]
+        for r in await connection.fetch(f'SELECT version FROM "{build.schema}".schema_migrations')  # noqa: S608  # checked identifier
+    }
+    ran = False
+    for migration in sorted((*_RUNTIME_MIGRATIONS, *projection.migrations), key=lambda m: m.version):
+        if migration.version in applied:
+            continue
+        await connection.execute(f'SET LOCAL search_path TO "{build.schema}"')
+        await connection.execute(migration.sql)
+        await connection.execute(
+            f'INSERT INTO "{build.schema}".schema_migrations (version, name) VALUES ($1, $2)',  # noqa: S608  # checked identifier
+            migration.version,
+            migration.name,
+        )
+        log.info("applied migration %s to %s", migration.name, build.schema)
+        ran = True
+    await connection.execute("SET LOCAL search_path TO public")
+    return ran
+
+
+def read_view_name(projection: Projection, table: str) -> str:
+    """Projection tables keep their names in `read`; runtime tables get the projection as prefix."""
+    return f"{projection.name}_{table}" if table in RUNTIME_TABLES else table
+
+
+async def _publish_views(connection: asyncpg.Connection, projection: Projection, build: Build) -> None:
+    for table in (*projection.tables, *RUNTIME_TABLES):
+        view = _checked(read_view_name(projection, table))
+        await connection.execute(f'DROP VIEW IF EXISTS read."{view}"')
+        await connection.execute(f'CREATE VIEW read."{view}" AS SELECT * FROM "{build.schema}"."{_checked(table)}"')  # noqa: S608  # checked identifiers

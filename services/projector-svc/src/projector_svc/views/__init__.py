@@ -1,0 +1,1 @@
+"""Projections of the example domain. Only this package names shop types."""

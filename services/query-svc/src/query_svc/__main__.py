@@ -1,0 +1,19 @@
+"""`python -m query_svc` / `query-svc`: serve the query API."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from cqrs_shared.logging_setup import configure_logging
+from query_svc.app import create_app
+from query_svc.settings import QuerySettings
+
+
+def main() -> None:
+    settings = QuerySettings()
+    configure_logging("query-svc", settings.log_level, settings.log_format)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+if __name__ == "__main__":
+    main()
