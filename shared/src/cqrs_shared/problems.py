@@ -38,8 +38,18 @@ class Problem(BaseModel):
 class ProblemError(Exception):
     """Raise from a route to answer with a problem; `kind` becomes the type URI's last segment."""
 
-    def __init__(self, status: int, kind: str, title: str, detail: str | None = None, **extensions: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
         super().__init__(detail or title)
+        self.headers = headers
         self.status = status
         self.kind = kind
         self.title = title
@@ -90,7 +100,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
-        return problem_response(exc.status, exc.kind, exc.title, exc.detail, instance=request.url.path, **exc.extensions)
+        return problem_response(
+            exc.status, exc.kind, exc.title, exc.detail, headers=exc.headers, instance=request.url.path, **exc.extensions
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
