@@ -1,0 +1,56 @@
+# The verbs of this project. CI runs `make test` (via .ci/run), so what passes here passes there.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+STACK := scripts/infra/stack.sh
+SERVICES := scripts/services.sh
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+
+.PHONY: help deps up down status test test-unit lint fmt demo logs clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+deps: ## Install uv (if missing) and the locked Python dependencies
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+up: deps ## Start the infrastructure and the three services, then run the demo
+	@$(STACK) up
+	@$(SERVICES) up
+	@$(UV) run --frozen python scripts/demo.py
+	@echo
+	@echo "Running:"
+	@$(STACK) status | sed 's/^/  /'
+	@$(SERVICES) status | sed 's/^/  /'
+	@echo "  OpenAPI: http://127.0.0.1:8081/docs (commands)  http://127.0.0.1:8080/docs (queries)"
+	@echo "  Logs:    .stack/services/*.log  .stack/*/"
+
+down: ## Stop the services and the infrastructure (data is kept)
+	@$(SERVICES) down || true
+	@$(STACK) down
+
+status: ## One line per component
+	@$(STACK) status; $(SERVICES) status
+
+demo: ## Run the demo against a running system
+	@$(UV) run --frozen python scripts/demo.py
+
+test: deps ## The whole suite (unit, integration, end-to-end) against the real servers
+	@$(STACK) up
+	@eval "$$($(STACK) env)" && $(UV) run --frozen pytest
+
+test-unit: deps ## Unit tests only (no servers)
+	@$(UV) run --frozen pytest -m "not integration"
+
+lint: deps ## ruff and mypy --strict
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen mypy shared/src services/*/src
+
+fmt: deps ## Format and fix what ruff can
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+clean: ## Stop everything and delete local data (keeps downloads and builds)
+	@$(SERVICES) down || true
+	@$(STACK) reset
