@@ -18,7 +18,7 @@ import pytest
 
 HOW_TO_START = (
     "is not set and no Docker engine answers. Start the local stack with `make up` "
-    "(or `scripts/infra/stack.sh up`) and export its addresses with `eval \"$(scripts/infra/stack.sh env)\"`, "
+    '(or `scripts/infra/stack.sh up`) and export its addresses with `eval "$(scripts/infra/stack.sh env)"`, '
     "or run the tests through `make test`, which does both."
 )
 
@@ -88,10 +88,10 @@ def dynamodb_endpoint() -> str:
         from testcontainers.core.container import DockerContainer
         from testcontainers.core.waiting_utils import wait_for_logs
 
-        container = _keep(DockerContainer("motoserver/moto:5.1.0").with_exposed_ports(5000).start())
+        container = DockerContainer("motoserver/moto:5.1.0").with_exposed_ports(5000).start()
+        _keep(container)
         wait_for_logs(container, "Running on")
-        host = container.get_container_host_ip()  # type: ignore[attr-defined]
-        return f"http://{host}:{container.get_exposed_port(5000)}"  # type: ignore[attr-defined]
+        return f"http://{container.get_container_host_ip()}:{container.get_exposed_port(5000)}"
 
     return _address("DYNAMODB_ENDPOINT_URL", start)
 

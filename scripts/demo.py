@@ -11,10 +11,9 @@ import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -22,8 +21,8 @@ QUERY_URL = os.environ.get("QUERY_URL", "http://127.0.0.1:8080")
 PREFIX = os.environ.get("CQRS_TOPIC_PREFIX", "")
 
 
-async def wait_for_outcome(consumer: AIOKafkaConsumer, command_id: str, timeout: float) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
+async def wait_for_outcome(consumer: AIOKafkaConsumer, command_id: str, within: float) -> dict[str, object]:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         for records in (await consumer.getmany(timeout_ms=500)).values():
             for record in records:
@@ -45,7 +44,7 @@ async def send(command: dict[str, object]) -> None:
 async def main() -> int:
     customer_id = f"c-{uuid.uuid4().hex[:8]}"
     command_id = str(uuid.uuid4())
-    command = {
+    command: dict[str, object] = {
         "command_id": command_id,
         "type": "RegisterCustomer",
         "aggregate_id": customer_id,
@@ -64,18 +63,17 @@ async def main() -> int:
     finally:
         await results.stop()
     print(f"outcome on command-results: {json.dumps(outcome)}")
-    while time.monotonic() - started < 30:
-        try:
-            with urllib.request.urlopen(f"{QUERY_URL}/v1/customers/{customer_id}", timeout=5) as response:  # noqa: S310  # local URL
-                body = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code != 404:
-                raise
-            await asyncio.sleep(0.1)
-            continue
-        print(f"query-svc GET /v1/customers/{customer_id} answered {time.monotonic() - started:.2f}s after sending:")
-        print(json.dumps(body, indent=2))
-        return 0
+    async with httpx.AsyncClient(base_url=QUERY_URL, timeout=5) as client:
+        while time.monotonic() - started < 30:
+            response = await client.get(f"/v1/customers/{customer_id}")
+            if response.status_code == 404:
+                await asyncio.sleep(0.1)
+                continue
+            response.raise_for_status()
+            elapsed = time.monotonic() - started
+            print(f"query-svc GET /v1/customers/{customer_id} answered {elapsed:.2f}s after sending:")
+            print(json.dumps(response.json(), indent=2))
+            return 0
     print("the customer did not appear in the read model within 30 s", file=sys.stderr)
     return 1
 

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from command_svc.domain.decider import AggregateDefinition, Related, RuleViolationError
 from cqrs_shared.auth import mint_token
 from cqrs_shared.messages import CommandPayload, EventPayload
-from cqrs_shared.settings import AuthSettings
+from cqrs_shared.settings import AuthMode, AuthSettings
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 
@@ -82,14 +82,18 @@ def tally() -> AggregateDefinition[Tally]:
 
 @pytest.fixture
 def auth_settings() -> AuthSettings:
-    return AuthSettings(auth_mode="jwt", jwt_secret=SECRET)  # type: ignore[arg-type]
+    return AuthSettings(auth_mode=AuthMode.JWT, jwt_secret=SecretStr(SECRET))
 
 
 @pytest.fixture
 def token_for(auth_settings: AuthSettings) -> Any:
     def mint(*roles: str, subject: str = "tester") -> str:
         return "Bearer " + mint_token(
-            SECRET, subject=subject, roles=list(roles), issuer=auth_settings.jwt_issuer, audience=auth_settings.jwt_audience
+            SECRET,
+            subject=subject,
+            roles=list(roles),
+            issuer=auth_settings.jwt_issuer,
+            audience=auth_settings.jwt_audience,
         )
 
     return mint

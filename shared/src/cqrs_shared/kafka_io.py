@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
@@ -17,6 +18,18 @@ from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.topics import TopicNames
 
 Headers = list[tuple[str, bytes]]
+
+
+class KafkaRecord(Protocol):
+    """The fields of a consumed record the services read (aiokafka's `ConsumerRecord` has them)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
 
 
 def make_producer(bootstrap_servers: str, *, client_id: str, linger_ms: int = 5) -> AIOKafkaProducer:

@@ -75,7 +75,11 @@ def problem_response(
 
 def validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [
-        {"loc": ".".join(str(part) for part in err.get("loc", ())), "message": err.get("msg", ""), "type": err.get("type", "")}
+        {
+            "loc": ".".join(str(part) for part in err.get("loc", ())),
+            "message": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
         for err in errors
     ]
 
@@ -101,7 +105,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(
-            exc.status, exc.kind, exc.title, exc.detail, headers=exc.headers, instance=request.url.path, **exc.extensions
+            exc.status,
+            exc.kind,
+            exc.title,
+            exc.detail,
+            headers=exc.headers,
+            instance=request.url.path,
+            **exc.extensions,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -120,10 +130,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         kind, title = _STATUS_KINDS.get(exc.status_code, ("error", "Error"))
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(
-            exc.status_code, kind, title, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
+            exc.status_code,
+            kind,
+            title,
+            detail,
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal", "Internal error", "the error was logged", instance=request.url.path)
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem_response(
+            500, "internal", "Internal error", "the error was logged", instance=request.url.path
+        )

@@ -31,11 +31,17 @@ def operations_router(checks: Mapping[str, ReadinessCheck], *, timeout_seconds: 
         results = await asyncio.gather(
             *(asyncio.wait_for(checks[n](), timeout_seconds) for n in names), return_exceptions=True
         )
-        failures = {n: f"{type(r).__name__}: {r}" for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
+        failures = {
+            n: f"{type(r).__name__}: {r}"
+            for n, r in zip(names, results, strict=True)
+            if isinstance(r, BaseException)
+        }
         if failures:
             log.warning("not ready: %s", failures)
-            return problem_response(503, "not-ready", "Not ready", "a dependency does not answer", checks=failures)
-        return JSONResponse({"status": "ready", "checks": {n: "ok" for n in names}})
+            return problem_response(
+                503, "not-ready", "Not ready", "a dependency does not answer", checks=failures
+            )
+        return JSONResponse({"status": "ready", "checks": dict.fromkeys(names, "ok")})
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:

@@ -50,7 +50,9 @@ def test_command_envelope_names_every_offending_field() -> None:
 
 def test_command_envelope_refuses_unknown_fields_at_every_level() -> None:
     with pytest.raises(ValidationError) as exc:
-        CommandEnvelope.model_validate(_command(colour="red", metadata={"correlation_id": "x", "tenant": "t"}))
+        CommandEnvelope.model_validate(
+            _command(colour="red", metadata={"correlation_id": "x", "tenant": "t"})
+        )
     assert _errors(exc) == {"colour": "extra_forbidden", "metadata.tenant": "extra_forbidden"}
 
 
@@ -86,7 +88,9 @@ def test_event_envelope_normalises_time_to_utc_and_round_trips_through_json() ->
 
 def test_event_envelope_refuses_naive_times_and_versions_below_one() -> None:
     with pytest.raises(ValidationError) as exc:
-        EventEnvelope.model_validate(_event(occurred_at="2026-11-26T10:00:00", version=0, aggregate_type="Customer"))
+        EventEnvelope.model_validate(
+            _event(occurred_at="2026-11-26T10:00:00", version=0, aggregate_type="Customer")
+        )
     assert _errors(exc) == {
         "occurred_at": "timezone_aware",
         "version": "greater_than_equal",
@@ -138,5 +142,7 @@ def test_consistency_token_round_trips_and_refuses_malformed_tokens() -> None:
 
 
 def test_time_zones_other_than_utc_are_equal_instants() -> None:
-    event = EventEnvelope.model_validate(_event(occurred_at=datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))))
+    event = EventEnvelope.model_validate(
+        _event(occurred_at=datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))))
+    )
     assert event.occurred_at.hour == 10

@@ -93,7 +93,10 @@ def create_app(
         )
         results = ResultsPublisher(producer, topics)
         door = TopicDoor(
-            pipeline, results, max_command_bytes=settings.max_command_bytes, concurrency=settings.batch_concurrency
+            pipeline,
+            results,
+            max_command_bytes=settings.max_command_bytes,
+            concurrency=settings.batch_concurrency,
         )
         state.update(store=store, pipeline=pipeline, relay=relay, producer=producer, results=results)
         await relay.start()
@@ -108,7 +111,7 @@ def create_app(
         )
         async def on_commands(message: KafkaMessage) -> None:
             try:
-                await door.handle_batch(message.raw_message)  # type: ignore[arg-type]  # a batch is a tuple
+                await door.handle_batch(message.raw_message)
             except Exception:
                 log.exception("a command batch failed; it will be consumed again")
                 await asyncio.sleep(RETRY_PAUSE_SECONDS)
@@ -131,7 +134,9 @@ def create_app(
     app = FastAPI(title="command-svc", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
     app.include_router(
-        command_router(lambda: (state["pipeline"], state["results"]), max_command_bytes=settings.max_command_bytes)
+        command_router(
+            lambda: (state["pipeline"], state["results"]), max_command_bytes=settings.max_command_bytes
+        )
     )
 
     async def store_ready() -> None:

@@ -36,11 +36,17 @@ def command_router(
         "/v1/commands",
         summary="Send a command and wait for its outcome",
         response_model=Accepted,
-        responses={code: problem for code in (400, 401, 403, 404, 409, 413, 422, 503)},
+        responses=dict.fromkeys((400, 401, 403, 404, 409, 413, 422, 503), problem),
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": CommandEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")}},
+                "content": {
+                    "application/json": {
+                        "schema": CommandEnvelope.model_json_schema(
+                            ref_template="#/components/schemas/{model}"
+                        )
+                    }
+                },
             }
         },
     )
@@ -54,7 +60,9 @@ def command_router(
         COMMAND_SECONDS.labels("http").observe(time.perf_counter() - started)
         COMMANDS.labels("http", outcome_label(outcome)).inc()
         if isinstance(outcome, NotACommand):
-            return problem_response(400, "not-a-command", "Not a command", outcome.detail, reason=outcome.reason)
+            return problem_response(
+                400, "not-a-command", "Not a command", outcome.detail, reason=outcome.reason
+            )
         try:
             await (await results.send_outcome(outcome))
         except Exception:

@@ -130,7 +130,9 @@ class OutboxRelay:
         for shard in range(self._settings.shards):
             if len(self._owned) >= target:
                 break
-            if shard not in self._owned and await self._leases.acquire(f"relay-shard-{shard}", self._member, ttl):
+            if shard not in self._owned and await self._leases.acquire(
+                f"relay-shard-{shard}", self._member, ttl
+            ):
                 self._owned.add(shard)
                 gained = True
         if gained:
@@ -209,4 +211,3 @@ class OutboxRelay:
         self._published_upto.move_to_end(stream)
         while len(self._published_upto) > self._settings.remembered_streams:
             self._published_upto.popitem(last=False)
-

@@ -77,7 +77,9 @@ class CommandPipeline:
         # the store's unique key still decides between processes.
         self._locks = KeyedLocks()
 
-    async def handle(self, raw: bytes | Mapping[str, Any], authorization: str | None) -> CommandResult | NotACommand:
+    async def handle(
+        self, raw: bytes | Mapping[str, Any], authorization: str | None
+    ) -> CommandResult | NotACommand:
         decoded = _decode(raw)
         if isinstance(decoded, NotACommand):
             return decoded
@@ -96,7 +98,9 @@ class CommandPipeline:
         try:
             payload = route.payload_model.model_validate(envelope.payload)
         except ValidationError as exc:
-            return _reject(envelope, RejectionCode.INVALID, "the payload is invalid", field_errors(exc, "payload"))
+            return _reject(
+                envelope, RejectionCode.INVALID, "the payload is invalid", field_errors(exc, "payload")
+            )
         try:
             self._verifier.verify(authorization).require(route.payload_model.REQUIRED_ROLE)
         except AuthError as exc:
@@ -136,14 +140,18 @@ class CommandPipeline:
             except ConcurrencyConflictError:
                 if envelope.expected_version is not None:
                     return await self._record(
-                        envelope, RejectionCode.CONFLICT, f"version {version} was taken by a concurrent command"
+                        envelope,
+                        RejectionCode.CONFLICT,
+                        f"version {version} was taken by a concurrent command",
                     )
                 log.info("lost a race on %s at version %d; retrying", commit.commit_id, version)
                 continue
             self._on_commit(commit)
             return accepted_outcome(commit)
         return await self._record(
-            envelope, RejectionCode.CONFLICT, f"lost {self._max_attempts} races for this aggregate; send it again"
+            envelope,
+            RejectionCode.CONFLICT,
+            f"lost {self._max_attempts} races for this aggregate; send it again",
         )
 
     async def _previous_outcome(self, command_id: uuid.UUID) -> CommandResult | None:
@@ -152,7 +160,9 @@ class CommandPipeline:
             return accepted_outcome(accepted)
         return await self._timed(self._store.find_rejection(command_id))
 
-    async def _related(self, aggregate: AggregateDefinition[Any], payload: BaseModel) -> dict[tuple[str, str], Any]:
+    async def _related(
+        self, aggregate: AggregateDefinition[Any], payload: BaseModel
+    ) -> dict[tuple[str, str], Any]:
         related: dict[tuple[str, str], Any] = {}
         for ref in aggregate.related(payload):
             head = await self._timed(self._store.load_head(*ref))
@@ -171,7 +181,9 @@ class CommandPipeline:
         now = utc_now()
         events = [
             EventEnvelope(
-                event_id=EventEnvelope.id_for(aggregate.aggregate_type, envelope.aggregate_id, base_version + i),
+                event_id=EventEnvelope.id_for(
+                    aggregate.aggregate_type, envelope.aggregate_id, base_version + i
+                ),
                 type=p.TYPE,
                 schema_version=p.SCHEMA_VERSION,
                 aggregate_type=aggregate.aggregate_type,
@@ -228,7 +240,9 @@ def accepted_outcome(commit: Commit) -> Accepted:
         aggregate_type=commit.aggregate_type,
         version=commit.version,
         event_ids=[e.event_id for e in commit.events],
-        consistency_token=ConsistencyToken(commit.aggregate_type, commit.aggregate_id, commit.version).encode(),
+        consistency_token=ConsistencyToken(
+            commit.aggregate_type, commit.aggregate_id, commit.version
+        ).encode(),
     )
 
 
@@ -274,5 +288,3 @@ def _invalid(raw: Mapping[str, Any], message: str, errors: list[FieldError]) -> 
         message=message,
         errors=errors,
     )
-
-

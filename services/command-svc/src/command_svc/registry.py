@@ -28,8 +28,10 @@ class CommandRegistry:
             for command in aggregate.commands:
                 if command.TYPE in self._routes:
                     raise ValueError(f"command type {command.TYPE!r} is handled twice")
-                if command.AGGREGATE_TYPE != aggregate.aggregate_type:
-                    raise ValueError(f"{command.TYPE} addresses {command.AGGREGATE_TYPE}, not {aggregate.aggregate_type}")
+                if aggregate.aggregate_type != command.AGGREGATE_TYPE:
+                    raise ValueError(
+                        f"{command.TYPE} addresses {command.AGGREGATE_TYPE}, not {aggregate.aggregate_type}"
+                    )
                 self._routes[command.TYPE] = CommandRoute(command, aggregate)
             for event in aggregate.events:
                 self._events[event.TYPE] = event

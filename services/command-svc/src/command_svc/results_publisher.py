@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
 
 from command_svc.metrics import DEAD_LETTERS
 from command_svc.pipeline import NotACommand
-from cqrs_shared.kafka_io import Headers, to_json
+from cqrs_shared.kafka_io import Headers, KafkaRecord, to_json
 from cqrs_shared.results import Accepted, Rejected
 from cqrs_shared.topics import TopicNames
 
@@ -25,12 +24,13 @@ class ResultsPublisher:
             self._topics.command_results,
             value=to_json(outcome),
             key=str(outcome.command_id).encode(),
-            headers=[("correlation_id", outcome.correlation_id.encode()), ("status", outcome.status.encode())],
+            headers=[
+                ("correlation_id", outcome.correlation_id.encode()),
+                ("status", outcome.status.encode()),
+            ],
         )
 
-    async def send_dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], problem: NotACommand
-    ) -> asyncio.Future[object]:
+    async def send_dead_letter(self, record: KafkaRecord, problem: NotACommand) -> asyncio.Future[object]:
         """The raw record, unchanged, with why it was refused and where it came from in headers."""
         DEAD_LETTERS.labels(problem.reason).inc()
         headers: Headers = [

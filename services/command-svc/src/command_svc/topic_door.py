@@ -15,21 +15,25 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-from aiokafka.structs import ConsumerRecord
-
 from command_svc.metrics import COMMAND_SECONDS, COMMANDS
 from command_svc.pipeline import CommandPipeline, NotACommand, outcome_label
-from cqrs_shared.results import CommandResult
 from command_svc.results_publisher import ResultsPublisher
+from cqrs_shared.kafka_io import KafkaRecord
+from cqrs_shared.results import CommandResult
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+Record = KafkaRecord
 
 
 class TopicDoor:
     def __init__(
-        self, pipeline: CommandPipeline, results: ResultsPublisher, *, max_command_bytes: int, concurrency: int
+        self,
+        pipeline: CommandPipeline,
+        results: ResultsPublisher,
+        *,
+        max_command_bytes: int,
+        concurrency: int,
     ) -> None:
         self._pipeline = pipeline
         self._results = results
@@ -62,6 +66,8 @@ class TopicDoor:
         COMMAND_SECONDS.labels("topic").observe(time.perf_counter() - started)
         COMMANDS.labels("topic", outcome_label(outcome)).inc()
         if isinstance(outcome, NotACommand):
-            log.warning("dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, outcome.detail)
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, outcome.detail
+            )
             return await self._results.send_dead_letter(record, outcome)
         return await self._results.send_outcome(outcome)

@@ -126,7 +126,9 @@ async def test_two_replicas_split_the_shards_and_publish_each_aggregate_from_one
     await relay2.start()
     try:
         # r1 took everything before r2 existed; within a lease round it gives up its excess.
-        await eventually(lambda: len(relay1.owned_shards) == SHARDS // 2 and len(relay2.owned_shards) == SHARDS // 2, 5)
+        await eventually(
+            lambda: len(relay1.owned_shards) == SHARDS // 2 and len(relay2.owned_shards) == SHARDS // 2, 5
+        )
         assert relay1.owned_shards.isdisjoint(relay2.owned_shards)
         aggregates = [f"agg-{i}" for i in range(20)]
         for v in range(1, 4):

@@ -22,7 +22,13 @@ from cqrs_shared.write_store.memory_store import MemoryWriteStore
 
 
 def command(type_: str, aggregate_id: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"command_id": str(uuid.uuid4()), "type": type_, "aggregate_id": aggregate_id, "payload": payload, **extra}
+    return {
+        "command_id": str(uuid.uuid4()),
+        "type": type_,
+        "aggregate_id": aggregate_id,
+        "payload": payload,
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -37,7 +43,10 @@ def committed() -> list[Commit]:
 
 @pytest.fixture
 def pipeline(
-    store: MemoryWriteStore, tally: AggregateDefinition[Any], auth_settings: AuthSettings, committed: list[Commit]
+    store: MemoryWriteStore,
+    tally: AggregateDefinition[Any],
+    auth_settings: AuthSettings,
+    committed: list[Commit],
 ) -> CommandPipeline:
     registry = CommandRegistry([*SHOP_AGGREGATES, tally])
     return CommandPipeline(registry, store, TokenVerifier(auth_settings), on_commit=committed.append)
@@ -71,7 +80,9 @@ async def test_the_same_command_id_is_applied_once_and_answered_identically(
     assert head is not None and head.version == 1
 
 
-async def test_a_repeated_rejection_is_answered_identically(pipeline: CommandPipeline, token_for: Any) -> None:
+async def test_a_repeated_rejection_is_answered_identically(
+    pipeline: CommandPipeline, token_for: Any
+) -> None:
     auth = token_for("tally:write", "tally:close")
     await pipeline.handle(command("CloseTally", "t-1", {}), auth)
     cmd = command("Increment", "t-1", {"by": 1})
@@ -90,7 +101,9 @@ async def test_a_repeated_rejection_is_answered_identically(pipeline: CommandPip
         (b'{"command_id": "nope"}', "no_command_id"),
     ],
 )
-async def test_input_that_names_no_command_is_not_a_command(pipeline: CommandPipeline, raw: bytes, reason: str) -> None:
+async def test_input_that_names_no_command_is_not_a_command(
+    pipeline: CommandPipeline, raw: bytes, reason: str
+) -> None:
     outcome = await pipeline.handle(raw, None)
     assert isinstance(outcome, NotACommand)
     assert outcome.reason == reason
@@ -107,7 +120,10 @@ async def test_invalid_envelope_and_payload_are_rejected_with_field_errors(
     bad_payload = command("Increment", "t-1", {"by": 0, "extra": True})
     outcome = await pipeline.handle(bad_payload, token_for("tally:write"))
     assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.INVALID
-    assert {(e.loc, e.type) for e in outcome.errors} == {("payload.by", "greater_than_equal"), ("payload.extra", "extra_forbidden")}
+    assert {(e.loc, e.type) for e in outcome.errors} == {
+        ("payload.by", "greater_than_equal"),
+        ("payload.extra", "extra_forbidden"),
+    }
 
     unknown = command("Explode", "t-1", {})
     outcome = await pipeline.handle(unknown, token_for("tally:write"))
@@ -128,24 +144,36 @@ async def test_authorization_is_checked_per_command_type(pipeline: CommandPipeli
 
 async def test_expected_version_mismatch_is_a_conflict(pipeline: CommandPipeline, token_for: Any) -> None:
     auth = token_for("tally:write")
-    assert isinstance(await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=0), auth), Accepted)
+    assert isinstance(
+        await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=0), auth), Accepted
+    )
     stale = await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=0), auth)
     assert isinstance(stale, Rejected) and stale.code is RejectionCode.CONFLICT
     fresh = await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=1), auth)
     assert isinstance(fresh, Accepted) and fresh.version == 2
 
 
-async def test_not_found_for_commands_on_missing_aggregates(pipeline: CommandPipeline, token_for: Any) -> None:
+async def test_not_found_for_commands_on_missing_aggregates(
+    pipeline: CommandPipeline, token_for: Any
+) -> None:
     outcome = await pipeline.handle(command("ConfirmOrder", "o-404", {}), token_for("orders:write"))
     assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.NOT_FOUND
 
 
-async def test_place_order_reads_the_customer_from_the_write_store(pipeline: CommandPipeline, token_for: Any) -> None:
+async def test_place_order_reads_the_customer_from_the_write_store(
+    pipeline: CommandPipeline, token_for: Any
+) -> None:
     auth = token_for("orders:write", "customers:write", "customers:erase")
-    order = {"customer_id": "c-1", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1, "unit_price": "2.50"}]}
+    order = {
+        "customer_id": "c-1",
+        "currency": "EUR",
+        "lines": [{"sku": "A", "quantity": 1, "unit_price": "2.50"}],
+    }
     early = await pipeline.handle(command("PlaceOrder", "o-1", order), auth)
     assert isinstance(early, Rejected) and "order.customer_not_registered" in early.message
-    await pipeline.handle(command("RegisterCustomer", "c-1", {"name": "Ada", "email": "ada@example.com"}), auth)
+    await pipeline.handle(
+        command("RegisterCustomer", "c-1", {"name": "Ada", "email": "ada@example.com"}), auth
+    )
     assert isinstance(await pipeline.handle(command("PlaceOrder", "o-1", order), auth), Accepted)
     await pipeline.handle(command("DeleteCustomer", "c-1", {}), auth)
     late = await pipeline.handle(command("PlaceOrder", "o-2", order), auth)
@@ -156,7 +184,9 @@ async def test_concurrent_commands_on_one_aggregate_get_consecutive_versions(
     pipeline: CommandPipeline, store: MemoryWriteStore, token_for: Any
 ) -> None:
     auth = token_for("tally:write")
-    outcomes = await asyncio.gather(*(pipeline.handle(command("Increment", "t-1", {"by": 1}), auth) for _ in range(50)))
+    outcomes = await asyncio.gather(
+        *(pipeline.handle(command("Increment", "t-1", {"by": 1}), auth) for _ in range(50))
+    )
     assert sorted(o.version for o in outcomes if isinstance(o, Accepted)) == list(range(1, 51))
     versions = [c.version async for c in store.history()]
     assert versions == list(range(1, 51))
@@ -194,6 +224,8 @@ async def test_a_race_lost_with_a_pinned_version_is_a_conflict_at_once(
 ) -> None:
     store = RacingStore(1)
     pipeline = CommandPipeline(CommandRegistry([tally]), store, TokenVerifier(auth_settings))
-    outcome = await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=0), token_for("tally:write"))
+    outcome = await pipeline.handle(
+        command("Increment", "t-1", {"by": 1}, expected_version=0), token_for("tally:write")
+    )
     assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.CONFLICT
     assert store.losses == 0 and await store.load_head("tally", "t-1") is None

@@ -26,11 +26,15 @@ from projector_svc.views.shop import ShopProjection
 log = logging.getLogger(__name__)
 
 
+def _projection_or_default(projection: Projection | None) -> Projection:
+    return projection if projection is not None else ShopProjection()
+
+
 def create_app(
     settings: ProjectorSettings | None = None, *, projection: Projection | None = None, **overrides: Any
 ) -> FastAPI:
     settings = settings or ProjectorSettings(**overrides)
-    projection = projection or ShopProjection()
+    projection = _projection_or_default(projection)
     topics = TopicNames(settings.topic_prefix)
     state: dict[str, Any] = {}
 
@@ -61,7 +65,9 @@ def create_app(
             consumer,
             producer,
             topics,
-            settings=RuntimeSettings(group_id=settings.consumer_group, max_records=settings.max_batch_records),
+            settings=RuntimeSettings(
+                group_id=settings.consumer_group, max_records=settings.max_batch_records
+            ),
         )
         consumer.subscribe(runtime.source_topics, listener=runtime.rebalance_listener())
         await consumer.start()

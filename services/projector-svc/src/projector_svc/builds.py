@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-
+from projector_svc.pg import Connection
 from projector_svc.projection import Migration, Projection
 
 log = logging.getLogger(__name__)
@@ -59,11 +58,11 @@ def _checked(name: str) -> str:
     return name
 
 
-async def _advisory_lock(connection: asyncpg.Connection, projection: str) -> None:
+async def _advisory_lock(connection: Connection, projection: str) -> None:
     await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_NAMESPACE, projection)
 
 
-async def ensure_active_build(connection: asyncpg.Connection, projection: Projection) -> Build:
+async def ensure_active_build(connection: Connection, projection: Projection) -> Build:
     """The active build of the projection, created (build 1) and migrated as needed."""
     name = _checked(projection.name)
     async with connection.transaction():
@@ -83,19 +82,21 @@ async def ensure_active_build(connection: asyncpg.Connection, projection: Projec
         return build
 
 
-async def create_build(connection: asyncpg.Connection, projection: Projection) -> Build:
+async def create_build(connection: Connection, projection: Projection) -> Build:
     """A fresh, empty build (for a rebuild), numbered after every existing one."""
     name = _checked(projection.name)
     async with connection.transaction():
         await _advisory_lock(connection, name)
         await connection.execute(_CONTROL_DDL)
-        last = await connection.fetchval("SELECT max(build) FROM projector.builds WHERE projection = $1", name)
+        last = await connection.fetchval(
+            "SELECT max(build) FROM projector.builds WHERE projection = $1", name
+        )
         build = Build(name, (last or 0) + 1)
         await _create_build(connection, projection, build, status="building")
         return build
 
 
-async def activate(connection: asyncpg.Connection, projection: Projection, build: Build) -> None:
+async def activate(connection: Connection, projection: Projection, build: Build) -> None:
     """Point `read.*` at `build` and retire the previous active build, atomically."""
     async with connection.transaction():
         await _advisory_lock(connection, build.projection)
@@ -104,20 +105,21 @@ async def activate(connection: asyncpg.Connection, projection: Projection, build
             build.projection,
         )
         await connection.execute(
-            "UPDATE projector.builds SET status = 'active', activated_at = now() WHERE projection = $1 AND build = $2",
+            "UPDATE projector.builds SET status = 'active', activated_at = now() "
+            "WHERE projection = $1 AND build = $2",
             build.projection,
             build.number,
         )
         await _publish_views(connection, projection, build)
 
 
-async def active_schema(connection: asyncpg.Connection, projection: str) -> str | None:
+async def active_schema(connection: Connection, projection: str) -> str | None:
     return await connection.fetchval(  # type: ignore[no-any-return]  # asyncpg is untyped
         "SELECT schema_name FROM projector.builds WHERE projection = $1 AND status = 'active'", projection
     )
 
 
-async def _create_build(connection: asyncpg.Connection, projection: Projection, build: Build, *, status: str) -> None:
+async def _create_build(connection: Connection, projection: Projection, build: Build, *, status: str) -> None:
     await connection.execute(f'CREATE SCHEMA "{build.schema}"')
     await connection.execute(
         f'CREATE TABLE "{build.schema}".schema_migrations '
@@ -133,7 +135,7 @@ async def _create_build(connection: asyncpg.Connection, projection: Projection, 
     await _migrate(connection, projection, build)
 
 
-async def _migrate(connection: asyncpg.Connection, projection: Projection, build: Build) -> bool:
+async def _migrate(connection: Connection, projection: Projection, build: Build) -> bool:
     """Apply the migrations this build lacks; True if any ran. Runs inside the caller's transaction."""
     applied = {
         r["version"]
@@ -161,8 +163,9 @@ def read_view_name(projection: Projection, table: str) -> str:
     return f"{projection.name}_{table}" if table in RUNTIME_TABLES else table
 
 
-async def _publish_views(connection: asyncpg.Connection, projection: Projection, build: Build) -> None:
+async def _publish_views(connection: Connection, projection: Projection, build: Build) -> None:
     for table in (*projection.tables, *RUNTIME_TABLES):
         view = _checked(read_view_name(projection, table))
         await connection.execute(f'DROP VIEW IF EXISTS read."{view}"')
-        await connection.execute(f'CREATE VIEW read."{view}" AS SELECT * FROM "{build.schema}"."{_checked(table)}"')  # noqa: S608  # checked identifiers
+        source = f'"{build.schema}"."{_checked(table)}"'
+        await connection.execute(f'CREATE VIEW read."{view}" AS SELECT * FROM {source}')  # noqa: S608  # checked identifiers

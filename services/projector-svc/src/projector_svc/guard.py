@@ -50,7 +50,11 @@ def sort_batch(
     for event in events:
         key = key_of(event)
         version = current.get(key, 0)
-        if event.version <= version or (key, event.version) in parked_now or event.version in pending.get(key, {}):
+        if (
+            event.version <= version
+            or (key, event.version) in parked_now
+            or event.version in pending.get(key, {})
+        ):
             result.duplicates += 1
         elif key in blocked_keys:
             parked_now[(key, event.version)] = (event, "blocked")

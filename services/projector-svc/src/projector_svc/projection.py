@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import asyncpg
-
 from cqrs_shared.envelopes import EventEnvelope
+from projector_svc.pg import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +36,21 @@ class EventRejectedError(Exception):
 
 
 class Projection(Protocol):
-    #: Identifier-safe name, also the prefix of its build schemas (`<name>_b<n>`).
-    name: str
-    #: Aggregate types whose event topics this projection consumes.
-    aggregate_types: Sequence[str]
-    #: Tables (inside the build schema) exposed to readers as `read.<table>` views.
-    tables: Sequence[str]
-    migrations: Sequence[Migration]
+    @property
+    def name(self) -> str:
+        """Identifier-safe name, also the prefix of its build schemas (`<name>_b<n>`)."""
+
+    @property
+    def aggregate_types(self) -> Sequence[str]:
+        """Aggregate types whose event topics this projection consumes."""
+
+    @property
+    def tables(self) -> Sequence[str]:
+        """Tables (inside the build schema) exposed to readers as `read.<table>` views."""
+
+    @property
+    def migrations(self) -> Sequence[Migration]:
+        """The projection's versioned SQL migrations."""
 
     def handles(self, event_type: str) -> bool:
         """False for event types this projection does not know (they are counted and skipped)."""
@@ -51,5 +58,5 @@ class Projection(Protocol):
     def check(self, event: EventEnvelope) -> None:
         """Validate the payload against its contract; raise `EventRejectedError` if it does not fit."""
 
-    async def apply(self, connection: asyncpg.Connection, events: Sequence[EventEnvelope]) -> None:
+    async def apply(self, connection: Connection, events: Sequence[EventEnvelope]) -> None:
         """Apply events (each aggregate's in version order) to the tables, set-based."""

@@ -25,19 +25,20 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.structs import ConsumerRecord
 from pydantic import ValidationError
 
 from cqrs_shared.envelopes import EventEnvelope, utc_now
+from cqrs_shared.kafka_io import KafkaRecord
 from cqrs_shared.topics import TopicNames
 from projector_svc.builds import active_schema
 from projector_svc.guard import AggregateKey, key_of, sort_batch
 from projector_svc.metrics import BATCH_SECONDS, EVENTS, LAG, RETRIES, STALENESS_SECONDS
+from projector_svc.pg import Connection
 from projector_svc.projection import EventRejectedError, Projection
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+Record = KafkaRecord
 NOTIFY_CHANNEL = "cqrs_projection"
 #: PostgreSQL refuses NOTIFY payloads from 8000 bytes; stay well below and say "overflow" instead.
 _NOTIFY_LIMIT = 7000
@@ -112,7 +113,9 @@ class ProjectorRuntime:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, offset)
-        log.info("assigned %s; resuming from stored offsets in %s", [str(tp) for tp in partitions], self._schema)
+        log.info(
+            "assigned %s; resuming from stored offsets in %s", [str(tp) for tp in partitions], self._schema
+        )
 
     async def run(self) -> None:
         while True:
@@ -137,10 +140,11 @@ class ProjectorRuntime:
         while True:
             try:
                 await self.seek_to_stored(sorted(self._consumer.assignment()))
-                return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.warning("PostgreSQL still unavailable; waiting")
                 await asyncio.sleep(1.0)
+            else:
+                return
 
     async def process(self, records: Sequence[Record]) -> None:
         """Apply one fetched batch; retried whole on serialization failures."""
@@ -159,7 +163,7 @@ class ProjectorRuntime:
         self._account(outcome, time.perf_counter() - started)
         self.applied_batches += 1
 
-    async def _apply(self, connection: asyncpg.Connection, records: Sequence[Record]) -> _Outcome:
+    async def _apply(self, connection: Connection, records: Sequence[Record]) -> _Outcome:
         if self._fixed_schema is None:
             current = await active_schema(connection, self._projection.name)
             if current != self._schema:
@@ -194,7 +198,7 @@ class ProjectorRuntime:
 
     async def _apply_isolating_poison(
         self,
-        connection: asyncpg.Connection,
+        connection: Connection,
         events: list[EventEnvelope],
         origin: dict[tuple[AggregateKey, int], Record],
         outcome: _Outcome,
@@ -208,7 +212,9 @@ class ProjectorRuntime:
             async with connection.transaction():
                 await self._projection.apply(connection, known)
         except (EventRejectedError, ValueError, KeyError, TypeError, asyncpg.DataError):
-            log.warning("a batch of %d events failed; isolating the failing aggregate", len(known), exc_info=True)
+            log.warning(
+                "a batch of %d events failed; isolating the failing aggregate", len(known), exc_info=True
+            )
         else:
             return events
         accepted: list[EventEnvelope] = [e for e in events if not self._projection.handles(e.type)]
@@ -227,13 +233,15 @@ class ProjectorRuntime:
                     if record is not None:
                         outcome.dead_letters.append((record, "rejected", f"{type(exc).__name__}: {exc}"))
                     for blocked in group[i + 1 :]:
-                        await _park(connection, blocked, origin.get((key_of(blocked), blocked.version)), "blocked", "")
+                        await _park(
+                            connection, blocked, origin.get((key_of(blocked), blocked.version)), "blocked", ""
+                        )
                         outcome.parked += 1
                     break
                 accepted.append(event)
         return accepted
 
-    async def _save_offsets(self, connection: asyncpg.Connection, records: Sequence[Record]) -> None:
+    async def _save_offsets(self, connection: Connection, records: Sequence[Record]) -> None:
         last: dict[tuple[str, int], Record] = {}
         for record in records:
             last[(record.topic, record.partition)] = record
@@ -244,7 +252,8 @@ class ProjectorRuntime:
             rows.append((topic, partition, record.offset + 1, high, record.timestamp / 1000))
         await connection.execute(
             """
-            INSERT INTO partition_offsets (topic, partition, next_offset, high_watermark, last_event_at, updated_at)
+            INSERT INTO partition_offsets
+                (topic, partition, next_offset, high_watermark, last_event_at, updated_at)
             SELECT t, p, o, h, to_timestamp(ts), now()
             FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::float8[]) AS x(t, p, o, h, ts)
             ON CONFLICT (topic, partition) DO UPDATE
@@ -268,7 +277,9 @@ class ProjectorRuntime:
                 ("dlq.projection", self._projection.name.encode()),
             ]
             deliveries.append(
-                await self._producer.send(self._topics.events_dlq, value=record.value, key=record.key, headers=headers)
+                await self._producer.send(
+                    self._topics.events_dlq, value=record.value, key=record.key, headers=headers
+                )
             )
         await asyncio.gather(*deliveries)
 
@@ -294,7 +305,7 @@ class _Outcome:
     dead_letters: list[tuple[Record, str, str]] = field(default_factory=list)
 
 
-async def _applied_versions(connection: asyncpg.Connection, keys: Sequence[AggregateKey]) -> dict[AggregateKey, int]:
+async def _applied_versions(connection: Connection, keys: Sequence[AggregateKey]) -> dict[AggregateKey, int]:
     if not keys:
         return {}
     rows = await connection.fetch(
@@ -310,7 +321,7 @@ async def _applied_versions(connection: asyncpg.Connection, keys: Sequence[Aggre
 
 
 async def _parked(
-    connection: asyncpg.Connection, keys: Sequence[AggregateKey]
+    connection: Connection, keys: Sequence[AggregateKey]
 ) -> tuple[set[AggregateKey], dict[AggregateKey, list[EventEnvelope]]]:
     """Aggregates blocked behind a refused event, and events waiting for a gap to close."""
     if not keys:
@@ -337,12 +348,13 @@ async def _parked(
 
 
 async def _park(
-    connection: asyncpg.Connection, event: EventEnvelope, record: Record | None, reason: str, error: str
+    connection: Connection, event: EventEnvelope, record: Record | None, reason: str, error: str
 ) -> None:
     await connection.execute(
         """
         INSERT INTO parked_events
-            (aggregate_type, aggregate_id, version, topic, partition, "offset", reason, error, envelope, raw_value)
+            (aggregate_type, aggregate_id, version, topic, partition, "offset",
+             reason, error, envelope, raw_value)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (aggregate_type, aggregate_id, version) DO UPDATE
         SET reason = EXCLUDED.reason, error = EXCLUDED.error, attempts = parked_events.attempts + 1
@@ -360,7 +372,7 @@ async def _park(
     )
 
 
-async def _unpark(connection: asyncpg.Connection, events: Sequence[EventEnvelope]) -> None:
+async def _unpark(connection: Connection, events: Sequence[EventEnvelope]) -> None:
     if events:
         await connection.execute(
             """
@@ -373,7 +385,7 @@ async def _unpark(connection: asyncpg.Connection, events: Sequence[EventEnvelope
         )
 
 
-async def _save_versions(connection: asyncpg.Connection, advanced: dict[AggregateKey, int]) -> None:
+async def _save_versions(connection: Connection, advanced: dict[AggregateKey, int]) -> None:
     if not advanced:
         return
     items = sorted(advanced.items())
@@ -391,11 +403,15 @@ async def _save_versions(connection: asyncpg.Connection, advanced: dict[Aggregat
     )
 
 
-async def _notify(connection: asyncpg.Connection, projection: str, schema: str, advanced: dict[AggregateKey, int]) -> None:
+async def _notify(
+    connection: Connection, projection: str, schema: str, advanced: dict[AggregateKey, int]
+) -> None:
     if not advanced:
         return
     changes: list[Any] = [[t, i, v] for (t, i), v in sorted(advanced.items())]
-    payload = json.dumps({"projection": projection, "schema": schema, "changes": changes}, separators=(",", ":"))
+    payload = json.dumps(
+        {"projection": projection, "schema": schema, "changes": changes}, separators=(",", ":")
+    )
     if len(payload.encode()) > _NOTIFY_LIMIT:
         payload = json.dumps({"projection": projection, "schema": schema, "overflow": True})
     await connection.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)

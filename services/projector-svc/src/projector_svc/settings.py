@@ -14,9 +14,9 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings):
 
     host: str = "0.0.0.0"  # noqa: S104  # a container's port is only reachable on all interfaces
     port: Annotated[int, Field(ge=1, le=65535)] = 8082
-    database_url: Annotated[SecretStr, Field(validation_alias=AliasChoices("DATABASE_URL", "database_url"))] = (
-        SecretStr("postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
-    )
+    database_url: Annotated[
+        SecretStr, Field(validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    ] = SecretStr("postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
     pool_size: Annotated[int, Field(ge=1, le=100)] = 4
     consumer_group: str = "projector-svc"
     max_batch_records: Annotated[int, Field(ge=1, le=50_000)] = 2000

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
+from projector_svc.pg import Connection
 
 Row = dict[str, Any]
 
@@ -25,7 +25,7 @@ class Table:
     def key(self) -> str:
         return next(iter(self.columns))
 
-    async def load(self, connection: asyncpg.Connection, keys: Iterable[str]) -> dict[str, Row]:
+    async def load(self, connection: Connection, keys: Iterable[str]) -> dict[str, Row]:
         wanted = sorted(set(keys))
         if not wanted:
             return {}
@@ -36,7 +36,7 @@ class Table:
         )
         return {row[self.key]: dict(row) for row in rows}
 
-    async def upsert(self, connection: asyncpg.Connection, rows: Sequence[Row]) -> None:
+    async def upsert(self, connection: Connection, rows: Sequence[Row]) -> None:
         if not rows:
             return
         names = list(self.columns)

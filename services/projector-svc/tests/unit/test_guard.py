@@ -7,8 +7,14 @@ from projector_svc.guard import sort_batch
 
 def ev(aggregate_id: str, version: int, aggregate_type: str = "customer") -> EventEnvelope:
     return EventEnvelope(
-        event_id=uuid.uuid4(), type="CustomerRenamed", aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-        version=version, occurred_at=datetime(2026, 1, 1, tzinfo=UTC), correlation_id="c", causation_id="c",
+        event_id=uuid.uuid4(),
+        type="CustomerRenamed",
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        version=version,
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        correlation_id="c",
+        causation_id="c",
     )
 
 
@@ -44,7 +50,9 @@ def test_events_parked_earlier_are_applied_when_their_gap_closes() -> None:
 
 
 def test_a_blocked_aggregate_parks_new_events_and_others_flow() -> None:
-    result = sort_batch([ev("a", 5), ev("b", 1), ev("a", 4)], {("customer", "a"): 4}, blocked={("customer", "a")})
+    result = sort_batch(
+        [ev("a", 5), ev("b", 1), ev("a", 4)], {("customer", "a"): 4}, blocked={("customer", "a")}
+    )
     assert versions(result.apply) == [("b", 1)]
     assert [(e.version, why) for e, why in result.parked] == [(5, "blocked")]
     assert result.duplicates == 1

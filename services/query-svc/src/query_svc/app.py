@@ -18,7 +18,9 @@ from query_svc.settings import QuerySettings
 
 log = logging.getLogger(__name__)
 
-AggregateIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
+AggregateIdPath = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+]
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
@@ -70,7 +72,9 @@ def create_app(settings: QuerySettings | None = None, **overrides: Any) -> FastA
         except AuthError as exc:
             if exc.forbidden:
                 raise ProblemError(403, "forbidden", "Forbidden", exc.message) from exc
-            raise ProblemError(401, "unauthorized", "Unauthorized", exc.message, headers={"WWW-Authenticate": "Bearer"}) from exc
+            raise ProblemError(
+                401, "unauthorized", "Unauthorized", exc.message, headers={"WWW-Authenticate": "Bearer"}
+            ) from exc
 
     @app.get("/v1/customers/{customer_id}", tags=["customers"], summary="One customer")
     async def get_customer(

@@ -17,7 +17,11 @@ class QuerySettings(AuthSettings, ObservabilitySettings):
     #: A reader endpoint (Aurora reader, a replica) with a read-only role; falls back to DATABASE_URL.
     database_url: Annotated[
         SecretStr,
-        Field(validation_alias=AliasChoices("QUERY_SVC_DATABASE_URL", "DATABASE_READER_URL", "DATABASE_URL", "database_url")),
+        Field(
+            validation_alias=AliasChoices(
+                "QUERY_SVC_DATABASE_URL", "DATABASE_READER_URL", "DATABASE_URL", "database_url"
+            )
+        ),
     ] = SecretStr("postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
     pool_size: Annotated[int, Field(ge=1, le=100)] = 10
     statement_timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 2000

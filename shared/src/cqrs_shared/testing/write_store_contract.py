@@ -24,7 +24,12 @@ from cqrs_shared.write_store import (
 
 
 def make_commit(
-    aggregate_id: str, version: int, *, aggregate_type: str = "tally", shard: int = 0, command_id: uuid.UUID | None = None
+    aggregate_id: str,
+    version: int,
+    *,
+    aggregate_type: str = "tally",
+    shard: int = 0,
+    command_id: uuid.UUID | None = None,
 ) -> Commit:
     now = utc_now().replace(microsecond=0)
     return Commit(
@@ -129,7 +134,9 @@ class WriteStoreContract:
             assert versions == sorted(versions) and versions[:1] in ([], [1])
         assert await store.unpublished(set(), limit=10) == []
 
-    async def test_marking_published_is_idempotent_and_hides_commits_from_the_scan(self, store: WriteStore) -> None:
+    async def test_marking_published_is_idempotent_and_hides_commits_from_the_scan(
+        self, store: WriteStore
+    ) -> None:
         commits = [make_commit("a", v, shard=3) for v in (1, 2, 3)]
         for commit in commits:
             await store.append(commit)

@@ -73,7 +73,9 @@ class MongoWriteStore:
 
     async def ensure_indexes(self) -> None:
         try:
-            await self._commits.create_index([("command_id", ASCENDING)], unique=True, name="command_id_unique")
+            await self._commits.create_index(
+                [("command_id", ASCENDING)], unique=True, name="command_id_unique"
+            )
             await self._commits.create_index(
                 [("stream", ASCENDING), ("version", ASCENDING)], unique=True, name="stream_version_unique"
             )
@@ -149,7 +151,9 @@ class MongoWriteStore:
 
     async def unpublished_in_stream(self, aggregate_type: str, aggregate_id: str) -> list[Commit]:
         try:
-            cursor = self._commits.find({"stream": stream_key(aggregate_type, aggregate_id), "published": False})
+            cursor = self._commits.find(
+                {"stream": stream_key(aggregate_type, aggregate_id), "published": False}
+            )
             docs = await cursor.sort([("version", ASCENDING)]).to_list()
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
@@ -165,7 +169,9 @@ class MongoWriteStore:
             raise WriteStoreUnavailableError(str(exc)) from exc
 
     async def history(self, aggregate_types: Collection[str] | None = None) -> AsyncIterator[Commit]:
-        query: Document = {} if aggregate_types is None else {"aggregate_type": {"$in": sorted(aggregate_types)}}
+        query: Document = (
+            {} if aggregate_types is None else {"aggregate_type": {"$in": sorted(aggregate_types)}}
+        )
         try:
             async for doc in self._commits.find(query).sort([("_id", ASCENDING)]).batch_size(1000):
                 yield _from_document(doc)

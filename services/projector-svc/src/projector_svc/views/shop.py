@@ -18,12 +18,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from pydantic import ValidationError
 
 from cqrs_shared.contracts import shop as c
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.messages import EventPayload
+from projector_svc.pg import Connection
 from projector_svc.projection import EventRejectedError, Migration
 from projector_svc.table_rows import Row, Table
 
@@ -104,7 +104,7 @@ class ShopProjection:
         except ValidationError as exc:
             raise EventRejectedError(f"{event.type} payload does not match its contract: {exc}") from exc
 
-    async def apply(self, connection: asyncpg.Connection, events: Sequence[EventEnvelope]) -> None:
+    async def apply(self, connection: Connection, events: Sequence[EventEnvelope]) -> None:
         customer_events = [e for e in events if e.aggregate_type == c.CUSTOMER]
         order_events = [e for e in events if e.aggregate_type == c.ORDER]
         touched_customers: set[str] = set()
@@ -135,7 +135,12 @@ def _fold_customer(row: Row | None, event: EventEnvelope) -> Row:
     if event.type == c.CustomerRegistered.TYPE:
         base = row or {"order_count": 0, "open_order_count": 0, "lifetime_value": Decimal("0.00")}
         return _touch(
-            base, event, id=event.aggregate_id, name=p["name"], email=p["email"], status="registered",
+            base,
+            event,
+            id=event.aggregate_id,
+            name=p["name"],
+            email=p["email"],
+            status="registered",
             registered_at=event.occurred_at,
         )
     if row is None:
@@ -153,8 +158,16 @@ def _fold_order(row: Row | None, event: EventEnvelope) -> Row:
     p = event.payload
     if event.type == c.OrderPlaced.TYPE:
         return _touch(
-            {}, event, id=event.aggregate_id, customer_id=p["customer_id"], customer_name=None, status="placed",
-            currency=p["currency"], total=Decimal(p["total"]), line_count=len(p["lines"]), lines=p["lines"],
+            {},
+            event,
+            id=event.aggregate_id,
+            customer_id=p["customer_id"],
+            customer_name=None,
+            status="placed",
+            currency=p["currency"],
+            total=Decimal(p["total"]),
+            line_count=len(p["lines"]),
+            lines=p["lines"],
             placed_at=event.occurred_at,
         )
     if row is None:

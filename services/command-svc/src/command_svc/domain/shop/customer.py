@@ -7,7 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from command_svc.domain.decider import AggregateDefinition, AggregateNotFoundError, Related, RuleViolationError
+from command_svc.domain.decider import (
+    AggregateDefinition,
+    AggregateNotFoundError,
+    Related,
+    RuleViolationError,
+)
 from cqrs_shared.contracts import shop as c
 from cqrs_shared.messages import CommandPayload, EventPayload
 

@@ -60,7 +60,9 @@ def decide(state: OrderState | None, command: CommandPayload, others: Related) -
         case c.AddOrderLine(line=line):
             placed = _require(state, "placed", action="add a line to")
             if any(existing.sku == line.sku for existing in placed.lines):
-                raise RuleViolationError("order.duplicate_sku", f"the order already has a line for {line.sku}")
+                raise RuleViolationError(
+                    "order.duplicate_sku", f"the order already has a line for {line.sku}"
+                )
             return [c.OrderLineAdded(line=line, total=total_of([*placed.lines, line]))]
         case c.RemoveOrderLine(sku=sku):
             placed = _require(state, "placed", action="remove a line from")
@@ -104,7 +106,9 @@ def _place(state: OrderState | None, command: c.PlaceOrder, others: Related) -> 
 def evolve(state: OrderState | None, event: EventPayload) -> OrderState:
     match event:
         case c.OrderPlaced(customer_id=customer_id, currency=currency, lines=lines, total=total):
-            return OrderState(status="placed", customer_id=customer_id, currency=currency, lines=lines, total=total)
+            return OrderState(
+                status="placed", customer_id=customer_id, currency=currency, lines=lines, total=total
+            )
         case c.OrderLineAdded(line=line, total=total) if state is not None:
             return state.model_copy(update={"lines": [*state.lines, line], "total": total})
         case c.OrderLineRemoved(sku=sku, total=total) if state is not None:
