@@ -95,5 +95,6 @@ def rejection_response(outcome: Rejected) -> JSONResponse:
         f"Command rejected: {outcome.code.value}",
         outcome.message,
         headers=headers,
-        **outcome.model_dump(mode="json", exclude={"message"}),
+        # `status` is the HTTP status in a problem; the outcome's own status is implied by the error.
+        **outcome.model_dump(mode="json", exclude={"message", "status"}),
     )

@@ -1,0 +1,16 @@
+"""`cqrs`: one entry point; each command group lives in its own module and registers here."""
+
+from __future__ import annotations
+
+import typer
+
+from cqrs_cli import commands, token
+
+app = typer.Typer(
+    name="cqrs",
+    help="Operate the CQRS platform: send commands, mint development tokens, inspect dead letters, rebuild views.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(commands.app, name="command")
+app.command("token")(token.mint)
