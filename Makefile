@@ -45,9 +45,9 @@ test-unit: deps ## Unit tests only (no servers)
 lint: deps ## ruff and mypy --strict
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen ruff check .
-	@$(UV) run --frozen mypy shared/src services/*/src scripts conftest.py
+	@$(UV) run --frozen mypy shared/src services/*/src cli/src scripts conftest.py
 	@# Test trees reuse module names (conftest, test_*), so each is checked on its own.
-	@for tree in shared/tests services/*/tests tests; do $(UV) run --frozen mypy $$tree || exit 1; done
+	@for tree in shared/tests services/*/tests cli/tests tests; do $(UV) run --frozen mypy $$tree || exit 1; done
 
 fmt: deps ## Format and fix what ruff can
 	@$(UV) run --frozen ruff format .

@@ -1,4 +1,4 @@
-"""`cqrs command send`: put a command onto the `commands` topic (or POST it) and optionally await its outcome."""
+"""`cqrs command send`: put a command onto `commands` (or POST it), optionally awaiting its outcome."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def send(
     ] = None,
     url: Annotated[str, typer.Option(envvar="COMMAND_URL")] = "http://127.0.0.1:8081",
 ) -> None:
-    """Send one command. Exit status: 0 accepted (or sent), 1 rejected, 2 bad arguments, 3 no outcome in time."""
+    """Send one command. Exits 0 accepted (or sent), 1 rejected, 2 bad arguments, 3 no outcome in time."""
     envelope = _envelope(type_, aggregate, payload, expected_version, correlation_id)
     if http:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -8,7 +8,7 @@ from cqrs_cli import commands, token
 
 app = typer.Typer(
     name="cqrs",
-    help="Operate the CQRS platform: send commands, mint development tokens, inspect dead letters, rebuild views.",
+    help="Operate the CQRS platform: send commands, mint tokens, inspect dead letters, rebuild views.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
