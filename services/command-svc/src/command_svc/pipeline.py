@@ -22,9 +22,8 @@ from command_svc.keyed_locks import KeyedLocks
 from command_svc.metrics import STORE_SECONDS
 from command_svc.registry import CommandRegistry, CommandRoute
 from cqrs_shared.auth import AuthError, TokenVerifier
-from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.envelopes import CommandEnvelope, EventEnvelope, utc_now
-from cqrs_shared.results import Accepted, CommandResult, FieldError, Rejected, RejectionCode
+from cqrs_shared.results import CommandResult, FieldError, Rejected, RejectionCode
 from cqrs_shared.write_store import (
     Commit,
     ConcurrencyConflictError,
@@ -136,7 +135,7 @@ class CommandPipeline:
             try:
                 await self._timed(self._store.append(commit))
             except DuplicateCommandError as exc:
-                return accepted_outcome(exc.existing)
+                return exc.existing
             except ConcurrencyConflictError:
                 if envelope.expected_version is not None:
                     return await self._record(
@@ -147,7 +146,7 @@ class CommandPipeline:
                 log.info("lost a race on %s at version %d; retrying", commit.commit_id, version)
                 continue
             self._on_commit(commit)
-            return accepted_outcome(commit)
+            return commit.outcome()
         return await self._record(
             envelope,
             RejectionCode.CONFLICT,
@@ -155,10 +154,7 @@ class CommandPipeline:
         )
 
     async def _previous_outcome(self, command_id: uuid.UUID) -> CommandResult | None:
-        accepted = await self._timed(self._store.find_accepted(command_id))
-        if accepted is not None:
-            return accepted_outcome(accepted)
-        return await self._timed(self._store.find_rejection(command_id))
+        return await self._timed(self._store.find_outcome(command_id))
 
     async def _related(
         self, aggregate: AggregateDefinition[Any], payload: BaseModel
@@ -210,7 +206,7 @@ class CommandPipeline:
             shard=shard_of(aggregate.aggregate_type, envelope.aggregate_id, self._relay_shards),
         )
 
-    async def _record(self, envelope: CommandEnvelope, code: RejectionCode, message: str) -> Rejected:
+    async def _record(self, envelope: CommandEnvelope, code: RejectionCode, message: str) -> CommandResult:
         """Decisions about state are recorded, so a repeat of the command gets the same answer."""
         return await self._timed(self._store.record_rejection(_reject(envelope, code, message)))
 
@@ -229,21 +225,6 @@ def outcome_label(outcome: CommandResult | NotACommand) -> str:
     if isinstance(outcome, Rejected):
         return f"rejected_{outcome.code.value}"
     return "accepted"
-
-
-def accepted_outcome(commit: Commit) -> Accepted:
-    return Accepted(
-        command_id=commit.command_id,
-        command_type=commit.command_type,
-        aggregate_id=commit.aggregate_id,
-        correlation_id=commit.correlation_id,
-        aggregate_type=commit.aggregate_type,
-        version=commit.version,
-        event_ids=[e.event_id for e in commit.events],
-        consistency_token=ConsistencyToken(
-            commit.aggregate_type, commit.aggregate_id, commit.version
-        ).encode(),
-    )
 
 
 def _decode(raw: bytes | Mapping[str, Any]) -> Mapping[str, Any] | NotACommand:

@@ -92,7 +92,7 @@ class WriteStoreContract:
         loser = make_commit("a", 1)
         with pytest.raises(ConcurrencyConflictError):
             await store.append(loser)
-        assert await store.find_accepted(loser.command_id) is None
+        assert await store.find_outcome(loser.command_id) is None
         head = await store.load_head("tally", "a")
         assert head is not None and head.command_id != loser.command_id
 
@@ -101,9 +101,9 @@ class WriteStoreContract:
         await store.append(original)
         with pytest.raises(DuplicateCommandError) as exc:
             await store.append(make_commit("b", 1, command_id=original.command_id))
-        assert exc.value.existing == original
+        assert exc.value.existing == original.outcome()
         assert await store.load_head("tally", "b") is None
-        assert await store.find_accepted(original.command_id) == original
+        assert await store.find_outcome(original.command_id) == original.outcome()
 
     async def test_concurrent_appends_on_one_version_have_exactly_one_winner(self, store: WriteStore) -> None:
         contenders = [make_commit("a", 1) for _ in range(10)]
@@ -113,11 +113,24 @@ class WriteStoreContract:
 
     async def test_the_first_rejection_recorded_wins(self, store: WriteStore) -> None:
         command_id = uuid.uuid4()
-        assert await store.find_rejection(command_id) is None
+        assert await store.find_outcome(command_id) is None
         first = await store.record_rejection(rejection(command_id, "first"))
         second = await store.record_rejection(rejection(command_id, "second"))
-        assert first.message == second.message == "first"
-        assert await store.find_rejection(command_id) == first
+        assert first == second == rejection(command_id, "first")
+        assert await store.find_outcome(command_id) == first
+
+    async def test_a_command_id_has_one_outcome_whichever_is_written_first(self, store: WriteStore) -> None:
+        accepted = make_commit("a", 1)
+        await store.append(accepted)
+        assert await store.record_rejection(rejection(accepted.command_id)) == accepted.outcome()
+        refused = rejection(uuid.uuid4())
+        await store.record_rejection(refused)
+        with pytest.raises(DuplicateCommandError) as exc:
+            await store.append(make_commit("b", 1, command_id=refused.command_id))
+        assert exc.value.existing == refused
+        assert await store.load_head("tally", "b") is None
+        assert [c.aggregate_id async for c in store.history()] == ["a"]
+        assert await store.unpublished({0}, 10) == [accepted]
 
     async def test_unpublished_commits_come_in_version_order_per_aggregate_and_by_shard(
         self, store: WriteStore

@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
-from cqrs_shared.results import Rejected
+from cqrs_shared.results import CommandResult, Rejected
 from cqrs_shared.write_store.port import Commit, ConcurrencyConflictError, DuplicateCommandError
 
 
@@ -31,9 +31,9 @@ class MemoryWriteStore:
         return self._get(ids[-1]) if ids else None
 
     async def append(self, commit: Commit) -> None:
-        existing = self._by_command.get(commit.command_id)
+        existing = await self.find_outcome(commit.command_id)
         if existing is not None:
-            raise DuplicateCommandError(self._get(existing))
+            raise DuplicateCommandError(existing)
         if commit.commit_id in self._commits:
             raise ConcurrencyConflictError(commit.commit_id)
         self._commits[commit.commit_id] = commit.model_copy(update={"published": False})
@@ -42,15 +42,18 @@ class MemoryWriteStore:
         stream.sort(key=lambda cid: self._commits[cid].version)
         self._by_command[commit.command_id] = commit.commit_id
 
-    async def find_accepted(self, command_id: uuid.UUID) -> Commit | None:
+    async def find_outcome(self, command_id: uuid.UUID) -> CommandResult | None:
         commit_id = self._by_command.get(command_id)
-        return self._get(commit_id) if commit_id else None
-
-    async def find_rejection(self, command_id: uuid.UUID) -> Rejected | None:
+        if commit_id is not None:
+            return self._commits[commit_id].outcome()
         return self._rejections.get(command_id)
 
-    async def record_rejection(self, rejection: Rejected) -> Rejected:
-        return self._rejections.setdefault(rejection.command_id, rejection)
+    async def record_rejection(self, rejection: Rejected) -> CommandResult:
+        existing = await self.find_outcome(rejection.command_id)
+        if existing is not None:
+            return existing
+        self._rejections[rejection.command_id] = rejection
+        return rejection
 
     async def unpublished(self, shards: Collection[int], limit: int) -> list[Commit]:
         pending = [

@@ -3,8 +3,10 @@
 Uses only single-document atomic writes, so it needs neither a replica set nor transactions:
 - `commits`: one document per accepted command. `_id` is `<type>/<id>@<base version>` (zero-padded),
   so the primary key itself refuses a second commit on the same base version, and sorting by `_id`
-  walks each aggregate in version order. A unique index on `command_id` refuses a repeat.
-- `rejections`: one document per rejected command id (first writer wins on `_id`).
+  walks each aggregate in version order.
+- Rejections live in the same collection (`kind: "rejection"`), so the unique index on `command_id`
+  gives every command id exactly one outcome, whichever replica or door races to write it, and a
+  repeat is answered with one indexed read.
 - `leases`, `members`: relay shard ownership and replica heartbeats.
 """
 
@@ -20,7 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from cqrs_shared.results import Rejected
+from cqrs_shared.results import CommandResult, Rejected
 from cqrs_shared.write_store.port import (
     Commit,
     ConcurrencyConflictError,
@@ -30,6 +32,7 @@ from cqrs_shared.write_store.port import (
 
 Document = dict[str, Any]
 _VERSION_DIGITS = 12
+_REJECTION = "rejection"
 
 
 def stream_key(aggregate_type: str, aggregate_id: str) -> str:
@@ -53,6 +56,28 @@ def _from_document(doc: Document) -> Commit:
     return Commit.model_validate(doc)
 
 
+def _rejection_document(rejection: Rejected) -> Document:
+    key = f"rejected/{rejection.command_id}"
+    # `stream` and `version` keep the unique (stream, version) index satisfied; `published` keeps
+    # rejections out of the relay's scan.
+    return {
+        "_id": key,
+        "kind": _REJECTION,
+        "command_id": str(rejection.command_id),
+        "stream": key,
+        "version": 0,
+        "published": True,
+        "shard": -1,
+        "outcome": rejection.model_dump(mode="json"),
+    }
+
+
+def _outcome_of(doc: Document) -> CommandResult:
+    if doc.get("kind") == _REJECTION:
+        return Rejected.model_validate(doc["outcome"])
+    return _from_document(doc).outcome()
+
+
 class MongoWriteStore:
     """The write store on MongoDB. Create with `await MongoWriteStore.open(uri, database)`."""
 
@@ -60,7 +85,6 @@ class MongoWriteStore:
         self._client = client
         self._db = database
         self._commits: AsyncCollection[Document] = database["commits"]
-        self._rejections: AsyncCollection[Document] = database["rejections"]
 
     @classmethod
     async def open(cls, uri: str, database: str, *, timeout_ms: int = 5000) -> MongoWriteStore:
@@ -106,35 +130,26 @@ class MongoWriteStore:
             await self._commits.insert_one(_to_document(commit))
         except DuplicateKeyError:
             # Which unique key collided decides the answer; asking is clearer than parsing messages.
-            existing = await self.find_accepted(commit.command_id)
+            existing = await self.find_outcome(commit.command_id)
             if existing is not None:
                 raise DuplicateCommandError(existing) from None
             raise ConcurrencyConflictError(commit.commit_id) from None
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
 
-    async def find_accepted(self, command_id: uuid.UUID) -> Commit | None:
+    async def find_outcome(self, command_id: uuid.UUID) -> CommandResult | None:
         try:
             doc = await self._commits.find_one({"command_id": str(command_id)})
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
-        return _from_document(doc) if doc else None
+        return _outcome_of(doc) if doc else None
 
-    async def find_rejection(self, command_id: uuid.UUID) -> Rejected | None:
+    async def record_rejection(self, rejection: Rejected) -> CommandResult:
         try:
-            doc = await self._rejections.find_one({"_id": str(command_id)})
-        except PyMongoError as exc:
-            raise WriteStoreUnavailableError(str(exc)) from exc
-        return Rejected.model_validate(doc["outcome"]) if doc else None
-
-    async def record_rejection(self, rejection: Rejected) -> Rejected:
-        try:
-            await self._rejections.insert_one(
-                {"_id": str(rejection.command_id), "outcome": rejection.model_dump(mode="json")}
-            )
+            await self._commits.insert_one(_rejection_document(rejection))
         except DuplicateKeyError:
-            first = await self.find_rejection(rejection.command_id)
-            return first or rejection
+            existing = await self.find_outcome(rejection.command_id)
+            return existing or rejection
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
         return rejection
@@ -169,9 +184,9 @@ class MongoWriteStore:
             raise WriteStoreUnavailableError(str(exc)) from exc
 
     async def history(self, aggregate_types: Collection[str] | None = None) -> AsyncIterator[Commit]:
-        query: Document = (
-            {} if aggregate_types is None else {"aggregate_type": {"$in": sorted(aggregate_types)}}
-        )
+        query: Document = {"version": {"$gte": 1}}  # rejections carry version 0
+        if aggregate_types is not None:
+            query["aggregate_type"] = {"$in": sorted(aggregate_types)}
         try:
             async for doc in self._commits.find(query).sort([("_id", ASCENDING)]).batch_size(1000):
                 yield _from_document(doc)

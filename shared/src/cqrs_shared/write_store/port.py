@@ -6,8 +6,9 @@ Contract, proven for every adapter by the suite in `cqrs_shared.testing.write_st
   be lost between "stored" and "to be published": the commit *is* the outbox entry.
 - Optimistic concurrency: at most one commit per (aggregate, base version). A second one raises
   `ConcurrencyConflictError`; nothing of it is stored.
-- Idempotency: at most one commit per command id. A second raises `DuplicateCommandError` carrying
-  the commit already stored.
+- Idempotency: at most one outcome per command id, accepted (a commit) or rejected (a recorded
+  rejection), decided by the store, not by the caller: a second attempt raises
+  `DuplicateCommandError` carrying the outcome already stored.
 - History is never rewritten: commits stay, so read models can be rebuilt from them.
 - Infrastructure failures raise `WriteStoreUnavailableError` (callers retry; the input is kept).
 """
@@ -22,8 +23,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.envelopes import EventEnvelope
-from cqrs_shared.results import Rejected
+from cqrs_shared.results import Accepted, CommandResult, Rejected
 
 
 def shard_of(aggregate_type: str, aggregate_id: str, shards: int) -> int:
@@ -54,16 +56,29 @@ class Commit(BaseModel):
         """Unique per (aggregate, base version): the key that makes concurrent commits collide."""
         return f"{self.aggregate_type}/{self.aggregate_id}@{self.base_version}"
 
+    def outcome(self) -> Accepted:
+        """The answer to the command this commit accepted; the same every time it is asked."""
+        return Accepted(
+            command_id=self.command_id,
+            command_type=self.command_type,
+            aggregate_id=self.aggregate_id,
+            correlation_id=self.correlation_id,
+            aggregate_type=self.aggregate_type,
+            version=self.version,
+            event_ids=[e.event_id for e in self.events],
+            consistency_token=ConsistencyToken(self.aggregate_type, self.aggregate_id, self.version).encode(),
+        )
+
 
 class ConcurrencyConflictError(Exception):
     """Another commit already holds this aggregate's base version."""
 
 
 class DuplicateCommandError(Exception):
-    """This command id was already accepted; `existing` is what was stored for it."""
+    """This command id already has an outcome; `existing` is the one stored."""
 
-    def __init__(self, existing: Commit) -> None:
-        super().__init__(f"command {existing.command_id} was already accepted")
+    def __init__(self, existing: CommandResult) -> None:
+        super().__init__(f"command {existing.command_id} was already {existing.status}")
         self.existing = existing
 
 
@@ -78,14 +93,11 @@ class WriteStore(Protocol):
     async def append(self, commit: Commit) -> None:
         """Store the commit atomically, or raise `ConcurrencyConflictError` / `DuplicateCommandError`."""
 
-    async def find_accepted(self, command_id: uuid.UUID) -> Commit | None:
-        """The commit stored for this command id, if it was accepted."""
+    async def find_outcome(self, command_id: uuid.UUID) -> CommandResult | None:
+        """The stored outcome of this command id (its commit's, or its recorded rejection), if any."""
 
-    async def find_rejection(self, command_id: uuid.UUID) -> Rejected | None:
-        """The rejection recorded for this command id, if it was rejected."""
-
-    async def record_rejection(self, rejection: Rejected) -> Rejected:
-        """Record a rejection; the first one recorded for a command id wins and is returned."""
+    async def record_rejection(self, rejection: Rejected) -> CommandResult:
+        """Record a rejection unless the command id already has an outcome; returns the one that holds."""
 
     async def unpublished(self, shards: Collection[int], limit: int) -> list[Commit]:
         """Commits of these shards not yet marked published, oldest version first per aggregate."""
