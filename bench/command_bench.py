@@ -2,8 +2,8 @@
 
 Measures, against the real local stack:
 1. raw Kafka: produce N JSON records of command size and consume them back (aiokafka, one process);
-2. raw write store: the store calls one accepted command costs (2 idempotency lookups, 1 head read,
-   1 insert, 1 publish mark), sequentially and with the door's concurrency, straight on pymongo;
+2. raw write store: the calls a new command on a fresh aggregate costs (idempotency lookup, head
+   read, insert, publish mark), sequentially and with the door's concurrency, straight on pymongo;
 3. the real command-svc process: N commands produced onto `commands`, timed until the last outcome
    appears on `command-results`; its /metrics give the share of handling time spent in the store.
 Run: `make bench-commands` (or `uv run python -m bench.command_bench --commands 5000`).
@@ -86,7 +86,7 @@ async def raw_kafka(n: int, payload: bytes) -> tuple[float, float]:
 
 
 async def raw_store(n: int, concurrency: int) -> tuple[float, float]:
-    """Accepted-command store cost: find_one x3, insert_one, update_one; per second, serial and concurrent."""
+    """A new command's store calls: find_one x2, insert_one, update_one; per second, serial and concurrent."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB_URI)
     db = client[f"bench_raw_{uuid.uuid4().hex[:8]}"]
     commits = db["commits"]
@@ -96,7 +96,6 @@ async def raw_store(n: int, concurrency: int) -> tuple[float, float]:
     async def one(i: int) -> None:
         command_id = str(uuid.uuid4())
         await commits.find_one({"command_id": command_id})
-        await db["rejections"].find_one({"_id": command_id})
         await commits.find_one({"stream": f"s{i}"}, sort=[("version", -1)])
         await commits.insert_one(
             {"_id": f"s{i}@0", "stream": f"s{i}", "version": 1, "command_id": command_id}

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from command_svc.domain.decider import AggregateDefinition, AggregateNotFoundError, RuleViolationError
+from command_svc.head_cache import HeadCache
 from command_svc.keyed_locks import KeyedLocks
 from command_svc.metrics import STORE_SECONDS
 from command_svc.registry import CommandRegistry, CommandRoute
@@ -65,6 +66,7 @@ class CommandPipeline:
         on_commit: Callable[[Commit], None] = lambda _commit: None,
         relay_shards: int = 64,
         max_attempts: int = 5,
+        head_cache_size: int = 10_000,
     ) -> None:
         self._registry = registry
         self._store = store
@@ -75,6 +77,9 @@ class CommandPipeline:
         # Serialising one aggregate's commands inside a process turns most races into queueing;
         # the store's unique key still decides between processes.
         self._locks = KeyedLocks()
+        # Heads this process wrote or read. Safe to trust for a commit, because storing on a stale
+        # head collides on its (aggregate, base version) key; never trusted for a rejection.
+        self._heads = HeadCache(head_cache_size)
 
     async def handle(
         self, raw: bytes | Mapping[str, Any], authorization: str | None
@@ -115,43 +120,73 @@ class CommandPipeline:
         if previous is not None:
             return previous
         aggregate = route.aggregate
+        fresh = False
         for _attempt in range(self._max_attempts):
-            head = await self._timed(self._store.load_head(aggregate.aggregate_type, envelope.aggregate_id))
+            head, cached = await self._head(aggregate.aggregate_type, envelope.aggregate_id, fresh=fresh)
             version = head.version if head else 0
-            if envelope.expected_version is not None and envelope.expected_version != version:
-                return await self._record(
-                    envelope,
-                    RejectionCode.CONFLICT,
-                    f"expected version {envelope.expected_version} but the aggregate is at version {version}",
-                )
+            decision = self._decide(
+                envelope, aggregate, payload, head, await self._related(aggregate, payload)
+            )
+            if isinstance(decision, Rejected):
+                if cached:
+                    # A cached head may be stale; a rejection is final, so confirm it on fresh state.
+                    fresh = True
+                    continue
+                return await self._timed(self._store.record_rejection(decision))
             try:
-                state = aggregate.state_model.model_validate(head.state) if head else None
-                events = aggregate.decide(state, payload, await self._related(aggregate, payload))
-            except RuleViolationError as exc:
-                return await self._record(envelope, RejectionCode.RULE_VIOLATED, f"{exc.rule}: {exc.message}")
-            except AggregateNotFoundError as exc:
-                return await self._record(envelope, RejectionCode.NOT_FOUND, exc.message)
-            commit = self._commit(envelope, aggregate, version, aggregate.fold(state, events), events)
-            try:
-                await self._timed(self._store.append(commit))
+                await self._timed(self._store.append(decision))
             except DuplicateCommandError as exc:
                 return exc.existing
             except ConcurrencyConflictError:
+                self._heads.forget(aggregate.aggregate_type, envelope.aggregate_id)
+                fresh = True
                 if envelope.expected_version is not None:
-                    return await self._record(
-                        envelope,
-                        RejectionCode.CONFLICT,
-                        f"version {version} was taken by a concurrent command",
-                    )
-                log.info("lost a race on %s at version %d; retrying", commit.commit_id, version)
+                    message = f"version {version} was taken by a concurrent command"
+                    return await self._record(envelope, RejectionCode.CONFLICT, message)
+                log.info("lost a race on %s at version %d; retrying", decision.commit_id, version)
                 continue
-            self._on_commit(commit)
-            return commit.outcome()
-        return await self._record(
-            envelope,
-            RejectionCode.CONFLICT,
-            f"lost {self._max_attempts} races for this aggregate; send it again",
-        )
+            self._heads.remember(decision)
+            self._on_commit(decision)
+            return decision.outcome()
+        message = f"lost {self._max_attempts} races for this aggregate; send it again"
+        return await self._record(envelope, RejectionCode.CONFLICT, message)
+
+    def _decide(
+        self,
+        envelope: CommandEnvelope,
+        aggregate: AggregateDefinition[Any],
+        payload: BaseModel,
+        head: Commit | None,
+        related: dict[tuple[str, str], Any],
+    ) -> Commit | Rejected:
+        """The pure part: a commit to store, or the rejection to record."""
+        version = head.version if head else 0
+        if envelope.expected_version is not None and envelope.expected_version != version:
+            message = (
+                f"expected version {envelope.expected_version} but the aggregate is at version {version}"
+            )
+            return _reject(envelope, RejectionCode.CONFLICT, message)
+        try:
+            state = aggregate.state_model.model_validate(head.state) if head else None
+            events = aggregate.decide(state, payload, related)
+        except RuleViolationError as exc:
+            return _reject(envelope, RejectionCode.RULE_VIOLATED, f"{exc.rule}: {exc.message}")
+        except AggregateNotFoundError as exc:
+            return _reject(envelope, RejectionCode.NOT_FOUND, exc.message)
+        return self._commit(envelope, aggregate, version, aggregate.fold(state, events), events)
+
+    async def _head(
+        self, aggregate_type: str, aggregate_id: str, *, fresh: bool
+    ) -> tuple[Commit | None, bool]:
+        """The aggregate's head and whether it came from the cache (then it may be stale)."""
+        if not fresh:
+            cached = self._heads.get(aggregate_type, aggregate_id)
+            if cached is not None:
+                return cached, True
+        head = await self._timed(self._store.load_head(aggregate_type, aggregate_id))
+        if head is not None:
+            self._heads.remember(head)
+        return head, False
 
     async def _previous_outcome(self, command_id: uuid.UUID) -> CommandResult | None:
         return await self._timed(self._store.find_outcome(command_id))

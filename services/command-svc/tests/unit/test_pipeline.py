@@ -229,3 +229,28 @@ async def test_a_race_lost_with_a_pinned_version_is_a_conflict_at_once(
     )
     assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.CONFLICT
     assert store.losses == 0 and await store.load_head("tally", "t-1") is None
+
+
+async def test_a_stale_cached_head_never_decides_a_rejection_or_a_commit(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    shared = MemoryWriteStore()
+    registry = CommandRegistry([tally])
+    replica_a = CommandPipeline(registry, shared, TokenVerifier(auth_settings))
+    replica_b = CommandPipeline(registry, shared, TokenVerifier(auth_settings))
+    auth = token_for("tally:write", "tally:close")
+    assert isinstance(
+        await replica_a.handle(command("Increment", "t-1", {"by": 1}), auth), Accepted
+    )  # A caches v1
+    assert isinstance(
+        await replica_b.handle(command("Increment", "t-1", {"by": 1}), auth), Accepted
+    )  # v2 behind A
+
+    pinned = await replica_a.handle(command("Increment", "t-1", {"by": 1}, expected_version=2), auth)
+    assert isinstance(pinned, Accepted) and pinned.version == 3  # A's stale "v1" did not make it a conflict
+
+    assert isinstance(await replica_b.handle(command("CloseTally", "t-1", {}), auth), Accepted)  # v4, closed
+    late = await replica_a.handle(command("Increment", "t-1", {"by": 1}), auth)
+    assert isinstance(late, Rejected) and "tally.closed" in late.message  # stale "open" did not accept it
+    head = await shared.load_head("tally", "t-1")
+    assert head is not None and head.version == 4
