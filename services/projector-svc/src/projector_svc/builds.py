@@ -11,7 +11,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+
+import asyncpg
 
 from projector_svc.pg import Connection
 from projector_svc.projection import Migration, Projection
@@ -50,6 +53,14 @@ class Build:
     @property
     def schema(self) -> str:
         return f"{self.projection}_b{self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class BuildInfo:
+    build: Build
+    status: str
+    created_at: datetime
+    activated_at: datetime | None
 
 
 def _checked(name: str) -> str:
@@ -94,6 +105,13 @@ async def create_build(connection: Connection, projection: Projection) -> Build:
         build = Build(name, (last or 0) + 1)
         await _create_build(connection, projection, build, status="building")
         return build
+
+
+async def migrate_build(connection: Connection, projection: Projection, build: Build) -> None:
+    """Bring a build that is not active (a rebuild being resumed) up to the current migrations."""
+    async with connection.transaction():
+        await _advisory_lock(connection, build.projection)
+        await _migrate(connection, projection, build)
 
 
 async def activate(connection: Connection, projection: Projection, build: Build) -> None:
@@ -166,6 +184,39 @@ def read_view_name(projection: Projection, table: str) -> str:
 async def _publish_views(connection: Connection, projection: Projection, build: Build) -> None:
     for table in (*projection.tables, *RUNTIME_TABLES):
         view = _checked(read_view_name(projection, table))
-        await connection.execute(f'DROP VIEW IF EXISTS read."{view}"')
-        source = f'"{build.schema}"."{_checked(table)}"'
-        await connection.execute(f'CREATE VIEW read."{view}" AS SELECT * FROM {source}')  # noqa: S608  # checked identifiers
+        source = f'SELECT * FROM "{build.schema}"."{_checked(table)}"'  # noqa: S608  # checked identifiers
+        try:
+            # Replacing keeps the view's identity: a query waiting on its lock runs on the new
+            # build, where DROP + CREATE would make it fail on a relation that no longer exists.
+            async with connection.transaction():
+                await connection.execute(f'CREATE OR REPLACE VIEW read."{view}" AS {source}')
+        except (asyncpg.InvalidTableDefinitionError, asyncpg.FeatureNotSupportedError):
+            # A migration renamed, retyped or dropped a column: only a new view can express that.
+            await connection.execute(f'DROP VIEW IF EXISTS read."{view}"')
+            await connection.execute(f'CREATE VIEW read."{view}" AS {source}')
+
+
+async def list_builds(connection: Connection, projection: str) -> list[BuildInfo]:
+    rows = await connection.fetch(
+        "SELECT build, status, created_at, activated_at FROM projector.builds "
+        "WHERE projection = $1 ORDER BY build",
+        projection,
+    )
+    return [
+        BuildInfo(Build(projection, r["build"]), r["status"], r["created_at"], r["activated_at"])
+        for r in rows
+    ]
+
+
+async def drop_build(connection: Connection, build: Build) -> None:
+    """Drop a build that is not active (an abandoned rebuild or a retired copy)."""
+    async with connection.transaction():
+        await _advisory_lock(connection, build.projection)
+        status = await connection.fetchval(
+            "DELETE FROM projector.builds WHERE projection = $1 AND build = $2 RETURNING status",
+            build.projection,
+            build.number,
+        )
+        if status == "active":
+            raise ValueError(f"{build.schema} is the active build; it cannot be dropped")
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{_checked(build.schema)}" CASCADE')

@@ -1,10 +1,11 @@
 """The per-aggregate version guard, pure: which events of a batch to apply, skip or park.
 
-Given the version each aggregate has applied and which aggregates are blocked behind a poison
-event, it walks the batch in partition order and sorts every event into exactly one bucket:
+Given the version each aggregate has applied and what is already parked, it walks the batch in
+partition order and sorts every event into exactly one bucket:
 - `apply`: the next version of its aggregate (or a later one once its predecessor is applied);
-- `duplicates`: a version already applied (redelivery, replay from an older offset);
-- `parked`: ahead of the next expected version (a gap), or behind a blocked aggregate.
+- `duplicates`: a version already applied or already parked (redelivery, replay from old offsets);
+- `parked`: ahead of the next expected version (`gap`), or behind a blocked aggregate (`blocked`).
+Events parked earlier for a gap (`waiting`) join `apply` as soon as the gap before them closes.
 """
 
 from __future__ import annotations
@@ -12,67 +13,65 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cqrs_shared.envelopes import EventEnvelope
+from projector_svc.incoming import AggregateKey, Incoming
 
-AggregateKey = tuple[str, str]
+GAP = "gap"
+BLOCKED = "blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedState:
+    """What the parking table holds for the batch's aggregates."""
+
+    #: Aggregates held behind a refused event: nothing of them applies until a replay.
+    blocked: frozenset[AggregateKey] = frozenset()
+    #: Events parked for a gap, per aggregate, in version order.
+    waiting: Mapping[AggregateKey, list[Incoming]] = field(default_factory=dict)
+    #: Every parked (aggregate, version), whatever the reason.
+    versions: frozenset[tuple[AggregateKey, int]] = frozenset()
 
 
 @dataclass
 class GuardResult:
-    apply: list[EventEnvelope] = field(default_factory=list)
+    apply: list[Incoming] = field(default_factory=list)
     duplicates: int = 0
-    parked: list[tuple[EventEnvelope, str]] = field(default_factory=list)
-    #: Events parked by an earlier batch that this batch applied (their parked rows go).
-    unparked: list[EventEnvelope] = field(default_factory=list)
-    #: Highest version applied per aggregate after this batch (only aggregates that advanced).
-    advanced: dict[AggregateKey, int] = field(default_factory=dict)
-
-
-def key_of(event: EventEnvelope) -> AggregateKey:
-    return (event.aggregate_type, event.aggregate_id)
+    parked: list[tuple[Incoming, str]] = field(default_factory=list)
 
 
 def sort_batch(
-    events: Iterable[EventEnvelope],
-    applied: Mapping[AggregateKey, int],
-    blocked: Iterable[AggregateKey] = (),
-    waiting: Mapping[AggregateKey, list[EventEnvelope]] | None = None,
+    events: Iterable[Incoming], applied: Mapping[AggregateKey, int], parked: ParkedState = ParkedState()
 ) -> GuardResult:
-    """Sort a batch; `waiting` are events parked earlier for a gap, retried as their gap closes."""
+    """Sort a batch; each aggregate's events in `apply` are in version order without holes."""
     result = GuardResult()
     current = dict(applied)
-    blocked_keys = set(blocked)
-    earlier = {(key_of(e), e.version) for evs in (waiting or {}).values() for e in evs}
-    pending: dict[AggregateKey, dict[int, EventEnvelope]] = {
-        k: {e.version: e for e in evs} for k, evs in (waiting or {}).items()
+    pending: dict[AggregateKey, dict[int, Incoming]] = {
+        k: {e.version: e for e in evs} for k, evs in parked.waiting.items()
     }
-    parked_now: dict[tuple[AggregateKey, int], tuple[EventEnvelope, str]] = {}
-    for event in events:
-        key = key_of(event)
-        version = current.get(key, 0)
+    parked_now: dict[tuple[AggregateKey, int], tuple[Incoming, str]] = {}
+    for item in events:
+        key, version = item.key, item.version
+        expected = current.get(key, 0) + 1
         if (
-            event.version <= version
-            or (key, event.version) in parked_now
-            or event.version in pending.get(key, {})
+            version < expected
+            or (key, version) in parked_now
+            or (key, version) in parked.versions
+            or version in pending.get(key, {})
         ):
             result.duplicates += 1
-        elif key in blocked_keys:
-            parked_now[(key, event.version)] = (event, "blocked")
-        elif event.version == version + 1:
-            result.apply.append(event)
-            current[key] = event.version
-            # A parked successor may now be next: drain the chain it closes.
+        elif key in parked.blocked:
+            parked_now[(key, version)] = (item, BLOCKED)
+        elif version == expected:
+            result.apply.append(item)
+            current[key] = version
+            # A parked successor may now be next: drain the chain this event closes.
             queue = pending.get(key, {})
             while current[key] + 1 in queue:
                 successor = queue.pop(current[key] + 1)
                 result.apply.append(successor)
                 current[key] = successor.version
-                if (key, successor.version) in earlier:
-                    result.unparked.append(successor)
                 parked_now.pop((key, successor.version), None)
         else:
-            pending.setdefault(key, {})[event.version] = event
-            parked_now[(key, event.version)] = (event, "gap")
+            pending.setdefault(key, {})[version] = item
+            parked_now[(key, version)] = (item, GAP)
     result.parked = list(parked_now.values())
-    result.advanced = {k: v for k, v in current.items() if v != applied.get(k, 0)}
     return result

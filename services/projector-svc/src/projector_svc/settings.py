@@ -20,3 +20,10 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings):
     pool_size: Annotated[int, Field(ge=1, le=100)] = 4
     consumer_group: str = "projector-svc"
     max_batch_records: Annotated[int, Field(ge=1, le=50_000)] = 2000
+    fetch_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    #: Seconds an event parked for a version gap waits before it is dead-lettered.
+    gap_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+    #: Seconds between rounds of gap expiry, replay requests and advisory Kafka commits.
+    maintenance_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
+    #: The projection (view) this process runs; see `projector_svc.views.PROJECTIONS`.
+    view: str = "shop"

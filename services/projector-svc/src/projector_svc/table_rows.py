@@ -6,6 +6,7 @@ values always travel as parameters (`unnest` of typed arrays).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,10 +42,23 @@ class Table:
             return
         names = list(self.columns)
         cols = ", ".join(f'"{c}"' for c in names)
-        arrays = ", ".join(f"${i}::{self.columns[c]}[]" for i, c in enumerate(names, start=1))
+        arrays = ", ".join(f"${i}::{_wire_type(self.columns[c])}[]" for i, c in enumerate(names, start=1))
+        values = ", ".join(f'x."{c}"::{self.columns[c]}' for c in names)
         updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in names[1:])
         await connection.execute(
-            f'INSERT INTO "{self.name}" ({cols}) SELECT * FROM unnest({arrays}) '  # noqa: S608  # declared identifiers
+            f'INSERT INTO "{self.name}" ({cols}) SELECT {values} FROM unnest({arrays}) AS x({cols}) '  # noqa: S608  # declared identifiers
             f'ON CONFLICT ("{self.key}") DO UPDATE SET {updates}',
-            *([row.get(c) for row in rows] for c in names),
+            *(_column(rows, c, self.columns[c]) for c in names),
         )
+
+
+def _wire_type(pg_type: str) -> str:
+    # A JSON array value inside a `jsonb[]` parameter would be taken for another array dimension,
+    # so JSON travels as text and is cast back in the statement.
+    return "text" if pg_type in ("json", "jsonb") else pg_type
+
+
+def _column(rows: Sequence[Row], name: str, pg_type: str) -> list[Any]:
+    if pg_type in ("json", "jsonb"):
+        return [None if row.get(name) is None else json.dumps(row[name]) for row in rows]
+    return [row.get(name) for row in rows]

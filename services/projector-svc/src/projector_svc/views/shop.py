@@ -62,6 +62,10 @@ ORDERS = Table(
 )
 
 _EVENT_MODELS: dict[str, type[EventPayload]] = {m.TYPE: m for m in (*c.CUSTOMER_EVENTS, *c.ORDER_EVENTS)}
+_AGGREGATE_OF: dict[str, str] = {
+    **{m.TYPE: c.CUSTOMER for m in c.CUSTOMER_EVENTS},
+    **{m.TYPE: c.ORDER for m in c.ORDER_EVENTS},
+}
 
 _REFRESH_CUSTOMER_NAMES = """
 UPDATE orders o SET customer_name = cu.name
@@ -99,8 +103,18 @@ class ShopProjection:
         return event_type in _EVENT_MODELS
 
     def check(self, event: EventEnvelope) -> None:
+        model = _EVENT_MODELS[event.type]
+        if event.aggregate_type != _AGGREGATE_OF[event.type]:
+            raise EventRejectedError(
+                f"{event.type} belongs to {_AGGREGATE_OF[event.type]}, not {event.aggregate_type}"
+            )
+        if event.schema_version != model.SCHEMA_VERSION:
+            # A newer payload shape of a known event: guessing its meaning could corrupt the view.
+            raise EventRejectedError(
+                f"{event.type} schema version {event.schema_version} is not {model.SCHEMA_VERSION}"
+            )
         try:
-            _EVENT_MODELS[event.type].model_validate(event.payload)
+            model.model_validate(event.payload)
         except ValidationError as exc:
             raise EventRejectedError(f"{event.type} payload does not match its contract: {exc}") from exc
 

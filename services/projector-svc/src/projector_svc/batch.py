@@ -1,0 +1,102 @@
+"""One batch of events into a build schema, inside the caller's transaction.
+
+The order of work is what makes the effect exactly-once and per-aggregate ordered:
+1. the version guard sorts the batch against the applied versions and the parked events
+   (duplicates skipped, gaps parked, blocked aggregates held);
+2. the projection applies what is next, with poison isolation (a refused event parks its
+   aggregate, the others are applied);
+3. parked rows are written or cleared, applied versions raised, readers notified and dead letters
+   sent, all before the caller commits together with its offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from projector_svc import positions
+from projector_svc.dead_letters import REJECTED, UNDECODABLE, DeadLetter, DeadLetterSink
+from projector_svc.guard import BLOCKED, ParkedState, sort_batch
+from projector_svc.incoming import AggregateKey, Incoming, Undecodable
+from projector_svc.notify import notify
+from projector_svc.pg import Connection
+from projector_svc.poison import PoisonIsolator
+from projector_svc.projection import Projection
+
+Position = tuple[AggregateKey, int]
+
+
+@dataclass
+class Outcome:
+    """What a batch did, for metrics and for the operator tools."""
+
+    applied: list[Incoming] = field(default_factory=list)
+    unknown: int = 0
+    duplicates: int = 0
+    parked: int = 0
+    dead_letters: int = 0
+    advanced: dict[AggregateKey, int] = field(default_factory=dict)
+
+
+def _positions(items: Sequence[Incoming]) -> set[Position]:
+    return {(i.key, i.version) for i in items}
+
+
+class BatchApplier:
+    """Applies decoded events (and dead-letters undecodable records) for one projection."""
+
+    def __init__(self, projection: Projection, sink: DeadLetterSink) -> None:
+        self._projection = projection
+        self._isolator = PoisonIsolator(projection)
+        self._sink = sink
+
+    async def apply(
+        self,
+        connection: Connection,
+        schema: str,
+        events: Sequence[Incoming],
+        undecodable: Sequence[Undecodable] = (),
+        *,
+        replay: bool = False,
+    ) -> Outcome:
+        """Apply `events` (in partition order). `replay=True` retries parked events: they were
+        taken off the parking, so nothing blocks them and each one leaves it unless parked again."""
+        keys = sorted({e.key for e in events})
+        applied = await positions.applied_versions(connection, keys)
+        parked = ParkedState() if replay else await positions.parked_state(connection, keys)
+        guarded = sort_batch(events, applied, parked)
+        isolation = await self._isolator.apply(connection, guarded.apply)
+
+        to_park = [(item, reason, "") for item, reason in guarded.parked]
+        letters = [DeadLetter(u.origin, UNDECODABLE, u.error) for u in undecodable]
+        for refusal in isolation.refused:
+            to_park.append((refusal.event, REJECTED, refusal.error))
+            letters.append(DeadLetter(refusal.event.origin, REJECTED, refusal.error, refusal.event))
+            held = f"held behind version {refusal.event.version}, which was refused"
+            to_park.extend((item, BLOCKED, held) for item in refusal.held)
+        await positions.park(connection, to_park)
+
+        # Parked rows this batch took back: replayed ones, or waiting ones whose gap closed.
+        if replay:
+            taken = _positions(events)
+        else:
+            taken = _positions([e for evs in parked.waiting.values() for e in evs]) & _positions(
+                guarded.apply
+            )
+        await positions.unpark(connection, sorted(taken - _positions([i for i, _, _ in to_park])))
+
+        advanced: dict[AggregateKey, int] = {}
+        for item in isolation.accepted:
+            advanced[item.key] = max(item.version, advanced.get(item.key, 0))
+        await positions.save_versions(connection, advanced)
+        await notify(connection, self._projection.name, schema, advanced)
+        await self._sink.send(letters, build=schema)
+        known = [i for i in isolation.accepted if self._projection.handles(i.event.type)]
+        return Outcome(
+            applied=known,
+            unknown=len(isolation.accepted) - len(known),
+            duplicates=guarded.duplicates,
+            parked=len(to_park),
+            dead_letters=len(letters),
+            advanced=advanced,
+        )

@@ -1,0 +1,79 @@
+"""The topics the projector reads, kept forever: a rebuild replays the event topics from offset 0.
+
+Why the topics and not the write store: the projector then depends only on Kafka and the wire
+format (never on MongoDB or DynamoDB), a rebuild reads exactly the stream the live projector read,
+in the same per-partition order, and the write store stays free of read-side scans. The price is
+infinite retention on `events.*` (and on `events.dlq`, the operators' record). The broker's default
+is finite, and whichever service starts first creates the topics, so the projector creates missing
+ones with `retention.ms=-1` and raises the retention of existing ones at start-up, keeping any
+other settings they carry (AlterConfigs replaces a topic's whole dynamic configuration).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+RETAIN_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+#: `config_source` of a configuration set on the topic itself (DescribeConfigs).
+_DYNAMIC_TOPIC_CONFIG = 1
+
+
+async def ensure_kept_forever(
+    bootstrap_servers: str, names: Sequence[str], *, partitions: int, replication_factor: int
+) -> None:
+    """Create the missing topics and make every one of them keep its records forever."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(n, partitions, replication_factor, topic_configs=RETAIN_FOREVER) for n in missing]
+            )
+            failures = [
+                f"{topic}: error {code}"
+                for topic, code, *_ in response.topic_errors
+                if code not in (0, TopicAlreadyExistsError.errno)
+            ]
+            if failures:
+                raise RuntimeError("could not create Kafka topics: " + "; ".join(failures))
+        await _raise_retention(admin, names)
+    finally:
+        await admin.close()
+
+
+async def _raise_retention(admin: AIOKafkaAdminClient, names: Sequence[str]) -> None:
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    described = await admin.describe_configs(resources)
+    changes = []
+    for response in described:
+        for _code, _message, _type, name, entries in response.resources:
+            dynamic = {e[0]: e[1] for e in entries if e[3] == _DYNAMIC_TOPIC_CONFIG}
+            if all(dynamic.get(k) == v for k, v in RETAIN_FOREVER.items()):
+                continue
+            changes.append(
+                ConfigResource(ConfigResourceType.TOPIC, name, configs={**dynamic, **RETAIN_FOREVER})
+            )
+    if changes:
+        await admin.alter_configs(changes)
+        log.info("set infinite retention on %s", [c.name for c in changes])
+
+
+async def partitions_of(bootstrap_servers: str, names: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of the topics (from the broker's metadata, not a consumer's cache)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(names))
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"])

@@ -1,0 +1,195 @@
+"""Position bookkeeping inside a build schema: offsets, applied versions and parked events.
+
+Every function runs on a connection whose `search_path` is the build schema, inside the caller's
+transaction, and is set-based: one round trip whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from cqrs_shared.envelopes import EventEnvelope
+from projector_svc.guard import GAP, ParkedState
+from projector_svc.incoming import AggregateKey, Incoming, Origin
+from projector_svc.pg import Connection
+
+PartitionKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetRow:
+    topic: str
+    partition: int
+    next_offset: int
+    high_watermark: int
+    last_event_at: float
+
+
+def _split(keys: Sequence[AggregateKey]) -> tuple[list[str], list[str]]:
+    return [k[0] for k in keys], [k[1] for k in keys]
+
+
+async def applied_versions(connection: Connection, keys: Sequence[AggregateKey]) -> dict[AggregateKey, int]:
+    if not keys:
+        return {}
+    rows = await connection.fetch(
+        """
+        SELECT v.aggregate_type, v.aggregate_id, v.version
+        FROM aggregate_versions v
+        JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON v.aggregate_type = k.t AND v.aggregate_id = k.i
+        """,
+        *_split(keys),
+    )
+    return {(r["aggregate_type"], r["aggregate_id"]): r["version"] for r in rows}
+
+
+def incoming_of(row: asyncpg.Record) -> Incoming:
+    """A parked row back as the event it was, with its original coordinates."""
+    origin = Origin(row["topic"], row["partition"], row["offset"], row["raw_value"])
+    return Incoming(EventEnvelope.model_validate(row["envelope"]), origin)
+
+
+PARKED_COLUMNS = (
+    'p.aggregate_type, p.aggregate_id, p.version, p.reason, p.envelope, p.topic, p.partition, p."offset", '
+    "p.raw_value"
+)
+
+
+async def parked_state(connection: Connection, keys: Sequence[AggregateKey]) -> ParkedState:
+    """Which of these aggregates are blocked, and which of their events wait for a gap to close."""
+    if not keys:
+        return ParkedState()
+    rows = await connection.fetch(
+        f"""
+        SELECT {PARKED_COLUMNS}
+        FROM parked_events p
+        JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON p.aggregate_type = k.t AND p.aggregate_id = k.i
+        ORDER BY p.aggregate_type, p.aggregate_id, p.version
+        """,  # noqa: S608  # a constant column list
+        *_split(keys),
+    )
+    blocked: set[AggregateKey] = set()
+    waiting: dict[AggregateKey, list[Incoming]] = defaultdict(list)
+    for row in rows:
+        key = (row["aggregate_type"], row["aggregate_id"])
+        if row["reason"] == GAP:
+            waiting[key].append(incoming_of(row))
+        else:
+            blocked.add(key)
+    versions = frozenset(((r["aggregate_type"], r["aggregate_id"]), r["version"]) for r in rows)
+    return ParkedState(frozenset(blocked), dict(waiting), versions)
+
+
+async def parked_for_replay(connection: Connection, keys: Sequence[AggregateKey]) -> list[Incoming]:
+    """Every parked event of these aggregates, locked, in version order."""
+    rows = await connection.fetch(
+        f"""
+        SELECT {PARKED_COLUMNS}
+        FROM parked_events p
+        JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON p.aggregate_type = k.t AND p.aggregate_id = k.i
+        ORDER BY p.aggregate_type, p.aggregate_id, p.version
+        FOR UPDATE OF p
+        """,  # noqa: S608  # a constant column list
+        *_split(keys),
+    )
+    return [incoming_of(r) for r in rows]
+
+
+async def park(connection: Connection, items: Sequence[tuple[Incoming, str, str]]) -> None:
+    """Park events with a reason and error; a row parked again keeps its first `parked_at`,
+    except a row that goes back to waiting for a gap, whose wait starts over."""
+    if not items:
+        return
+    await connection.execute(
+        """
+        INSERT INTO parked_events AS p
+            (aggregate_type, aggregate_id, version, topic, partition, "offset",
+             reason, error, envelope, raw_value)
+        SELECT t, i, v, tp, pa, o, r, e, env::jsonb, raw
+        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::bigint[],
+                    $7::text[], $8::text[], $9::text[], $10::bytea[])
+            AS x(t, i, v, tp, pa, o, r, e, env, raw)
+        ON CONFLICT (aggregate_type, aggregate_id, version) DO UPDATE
+        SET reason = EXCLUDED.reason, error = EXCLUDED.error, attempts = p.attempts + 1,
+            parked_at = CASE WHEN EXCLUDED.reason = 'gap' AND p.reason <> 'gap' THEN now()
+                             ELSE p.parked_at END
+        """,
+        [i.event.aggregate_type for i, _, _ in items],
+        [i.event.aggregate_id for i, _, _ in items],
+        [i.version for i, _, _ in items],
+        [i.origin.topic for i, _, _ in items],
+        [i.origin.partition for i, _, _ in items],
+        [i.origin.offset for i, _, _ in items],
+        [reason for _, reason, _ in items],
+        [error for _, _, error in items],
+        [i.event.model_dump_json() for i, _, _ in items],
+        [i.origin.value for i, _, _ in items],
+    )
+
+
+async def unpark(connection: Connection, positions: Sequence[tuple[AggregateKey, int]]) -> None:
+    if not positions:
+        return
+    await connection.execute(
+        """
+        DELETE FROM parked_events p USING unnest($1::text[], $2::text[], $3::bigint[]) AS k(t, i, v)
+        WHERE p.aggregate_type = k.t AND p.aggregate_id = k.i AND p.version = k.v
+        """,
+        [k[0] for k, _ in positions],
+        [k[1] for k, _ in positions],
+        [v for _, v in positions],
+    )
+
+
+async def save_versions(connection: Connection, advanced: Mapping[AggregateKey, int]) -> None:
+    """Raise each aggregate's applied version; never lowers one (a late replica cannot undo)."""
+    if not advanced:
+        return
+    items = sorted(advanced.items())
+    await connection.execute(
+        """
+        INSERT INTO aggregate_versions AS a (aggregate_type, aggregate_id, version, projected_at)
+        SELECT t, i, v, now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k(t, i, v)
+        ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+        SET version = EXCLUDED.version, projected_at = now()
+        WHERE a.version < EXCLUDED.version
+        """,
+        [k[0] for k, _ in items],
+        [k[1] for k, _ in items],
+        [v for _, v in items],
+    )
+
+
+async def save_offsets(connection: Connection, rows: Sequence[OffsetRow]) -> None:
+    """Store where each partition resumes; offsets only move forward, so a replica that lost its
+    partition in a rebalance and commits late cannot rewind the one that took it over."""
+    if not rows:
+        return
+    await connection.execute(
+        """
+        INSERT INTO partition_offsets AS o
+            (topic, partition, next_offset, high_watermark, last_event_at, updated_at)
+        SELECT t, p, n, h, to_timestamp(ts), now()
+        FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::float8[]) AS x(t, p, n, h, ts)
+        ON CONFLICT (topic, partition) DO UPDATE
+        SET next_offset = EXCLUDED.next_offset, high_watermark = EXCLUDED.high_watermark,
+            last_event_at = EXCLUDED.last_event_at, updated_at = now()
+        WHERE o.next_offset <= EXCLUDED.next_offset
+        """,
+        [r.topic for r in rows],
+        [r.partition for r in rows],
+        [r.next_offset for r in rows],
+        [r.high_watermark for r in rows],
+        [r.last_event_at for r in rows],
+    )
+
+
+async def stored_offsets(connection: Connection, schema: str) -> dict[PartitionKey, int]:
+    rows = await connection.fetch(
+        f'SELECT topic, partition, next_offset FROM "{schema}".partition_offsets'  # noqa: S608  # schema from projector.builds
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}

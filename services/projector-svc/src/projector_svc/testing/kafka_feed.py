@@ -1,0 +1,84 @@
+"""Producing events the way the outbox relay does (keyed by aggregate id, in order), plus the odd
+ways tests need: duplicates, raw bytes, hand-made envelopes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.kafka_io import event_headers, make_producer, to_json
+from cqrs_shared.topics import TopicNames
+from projector_svc.event_topics import partitions_of
+
+PartitionEnds = dict[tuple[str, int], int]
+
+
+class EventFeed:
+    """An idempotent producer onto the event topics of one topic prefix."""
+
+    def __init__(self, bootstrap: str, topics: TopicNames) -> None:
+        self.topics = topics
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer = make_producer(bootstrap, client_id="event-feed", linger_ms=2)
+
+    async def __aenter__(self) -> EventFeed:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._producer.stop()
+
+    async def send(self, events: Iterable[EventEnvelope], *, copies: int = 1) -> None:
+        """Send events in order; `copies=2` sends each one twice in a row (an at-least-once relay)."""
+        # `send` only enqueues; awaiting the futures afterwards lets batches form.
+        deliveries = [
+            await self._producer.send(
+                self.topics.events(event.aggregate_type),
+                value=to_json(event),
+                key=event.aggregate_id.encode(),
+                headers=event_headers(event),
+            )
+            for event in events
+            for _ in range(copies)
+        ]
+        if deliveries:
+            await asyncio.gather(*deliveries)
+
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
+
+async def end_offsets(bootstrap: str, topic_names: Sequence[str]) -> PartitionEnds:
+    """The current end offset of every partition of the topics."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = await partitions_of(bootstrap, topic_names)
+        ends = await consumer.end_offsets(partitions)
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, *, within: float = 10.0) -> list[object]:
+    """Every record now on a topic, from its beginning."""
+    ends = await end_offsets(bootstrap, [topic])
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[object] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while len(records) < sum(ends.values()) and asyncio.get_running_loop().time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
