@@ -1,95 +1,111 @@
-"""Wiring of the query service: a read-only PostgreSQL pool and the HTTP API over the `read` views."""
+"""Wiring of the query service: reader pool, LISTEN connection, hub, and routes from the catalog.
+
+`create_app` is the only place that names the example domain (its catalog is the default); every
+other module is generic over declared views.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-import asyncpg
-from fastapi import FastAPI, Header, Path
+from fastapi import FastAPI
 
-from cqrs_shared.auth import AuthError, TokenVerifier
-from cqrs_shared.problems import ProblemError, install_problem_handlers
+from cqrs_shared.auth import TokenVerifier
+from cqrs_shared.problems import install_problem_handlers
 from cqrs_shared.service_http import operations_router
+from query_svc.access import authorizer_for
+from query_svc.consistency import ConsistencyWaiter
+from query_svc.cursor import CursorCodec
+from query_svc.database import Reader
+from query_svc.declarations import Catalog
+from query_svc.engine import ReadEngine
+from query_svc.hub import ChangeHub
+from query_svc.listener import ProjectionListener
+from query_svc.metrics import RequestMetrics
+from query_svc.parameters import read_options_dependency
+from query_svc.routes import build_router
 from query_svc.settings import QuerySettings
+from query_svc.sql import relation
+from query_svc.stream import StreamSettings
+from query_svc.views.shop import CATALOG
 
 log = logging.getLogger(__name__)
 
-AggregateIdPath = Annotated[
-    str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
-]
+
+def _cursor_codec(settings: QuerySettings) -> CursorCodec:
+    if settings.cursor_secret is not None:
+        return CursorCodec(settings.cursor_secret.get_secret_value().encode())
+    log.warning("QUERY_SVC_CURSOR_SECRET is not set: cursors are signed with a per-process key")
+    return CursorCodec(secrets.token_bytes(32))
 
 
-async def _init_connection(connection: asyncpg.Connection) -> None:
-    for name in ("json", "jsonb"):
-        await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+def _stream_settings(settings: QuerySettings) -> StreamSettings:
+    return StreamSettings(
+        heartbeat_seconds=settings.sse_heartbeat_seconds,
+        queue_size=settings.sse_queue_size,
+        send_timeout_seconds=settings.sse_send_timeout_seconds,
+        retry_ms=settings.sse_retry_ms,
+        visibility_timeout_seconds=settings.wait_default_ms / 1000,
+        max_subscribers=settings.sse_max_subscribers,
+    )
 
 
-def _render(row: asyncpg.Record) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if hasattr(value, "isoformat"):
-            out[key] = value.isoformat().replace("+00:00", "Z")
-        elif type(value).__name__ == "Decimal":
-            out[key] = f"{value:.2f}"
-        else:
-            out[key] = value
-    return out
-
-
-def create_app(settings: QuerySettings | None = None, **overrides: Any) -> FastAPI:
+def create_app(
+    settings: QuerySettings | None = None, *, catalog: Catalog | None = None, **overrides: Any
+) -> FastAPI:
+    """The query service for `catalog` (default: the shop's views). Nothing connects until start-up."""
     settings = settings or QuerySettings(**overrides)
-    verifier = TokenVerifier(settings)
-    state: dict[str, Any] = {}
+    catalog = catalog or CATALOG
+    reader = Reader(
+        settings.database_url.get_secret_value(),
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_size,
+        statement_timeout_ms=settings.statement_timeout_ms,
+        acquire_timeout=settings.pool_acquire_timeout_ms / 1000,
+    )
+    hub = ChangeHub(catalog.projections)
+    listener = ProjectionListener(
+        settings.listen_dsn,
+        settings.notify_channel,
+        hub,
+        keepalive_seconds=settings.listener_keepalive_seconds,
+    )
+    engine = ReadEngine(reader, ConsistencyWaiter(hub, reader), _cursor_codec(settings))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(
-            settings.database_url.get_secret_value(),
-            min_size=1,
-            max_size=settings.pool_size,
-            init=_init_connection,
-            server_settings={
-                "statement_timeout": str(settings.statement_timeout_ms),
-                "default_transaction_read_only": "on",
-            },
-        )
-        state["pool"] = pool
+        await reader.start()
+        listener.start()
         try:
             yield
         finally:
-            await pool.close()
+            await listener.stop()
+            await reader.close()
 
-    app = FastAPI(title="query-svc", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="query-svc",
+        version="0.2.0",
+        description="Read models over HTTP: declared views, keyset pages, read-your-writes, live streams.",
+        lifespan=lifespan,
+    )
     install_problem_handlers(app)
+    app.add_middleware(RequestMetrics)
+    read_options = read_options_dependency(settings.wait_default_ms, settings.wait_max_ms)
+    authorizer = authorizer_for(TokenVerifier(settings))
+    app.include_router(
+        build_router(catalog, engine, authorizer, read_options, (hub, _stream_settings(settings)))
+    )
 
-    def authorize(authorization: str | None, role: str) -> None:
-        try:
-            verifier.verify(authorization).require(role)
-        except AuthError as exc:
-            if exc.forbidden:
-                raise ProblemError(403, "forbidden", "Forbidden", exc.message) from exc
-            raise ProblemError(
-                401, "unauthorized", "Unauthorized", exc.message, headers={"WWW-Authenticate": "Bearer"}
-            ) from exc
+    async def views_ready() -> None:
+        async with reader.pool.acquire() as connection:
+            for view in catalog.views:
+                if await connection.fetchval("SELECT to_regclass($1)", relation(view)) is None:
+                    raise RuntimeError(f"{relation(view)} does not exist yet")
 
-    @app.get("/v1/customers/{customer_id}", tags=["customers"], summary="One customer")
-    async def get_customer(
-        customer_id: AggregateIdPath, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
-        authorize(authorization, "customers:read")
-        async with state["pool"].acquire() as connection:
-            row = await connection.fetchrow("SELECT * FROM read.customers WHERE id = $1", customer_id)
-        if row is None:
-            raise ProblemError(404, "not-found", "Not found", f"no customer {customer_id!r}")
-        return _render(row)
-
-    async def database_ready() -> None:
-        async with state["pool"].acquire() as connection:
-            await connection.fetchval("SELECT 1")
-
-    app.include_router(operations_router({"postgres": database_ready}))
+    app.include_router(operations_router({"postgres": views_ready}))
+    app.state.components = {"reader": reader, "hub": hub, "listener": listener, "engine": engine}
     return app

@@ -1,0 +1,95 @@
+"""The read engine: token waits, item and page reads over declared views, with their positions.
+
+Each read takes one reader connection, reads the projection's position first and the data second,
+so the data reflects at least the position reported with it. Nothing here names a domain type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from query_svc.codec import cursor_value, parse_cursor_value, row_renderer
+from query_svc.consistency import ConsistencyWaiter
+from query_svc.cursor import CursorCodec, CursorPosition, InvalidCursorError
+from query_svc.database import Reader
+from query_svc.declarations import View
+from query_svc.parameters import PageQuery, ReadOptions, parameter_problem
+from query_svc.positions import AggregateKey, ReadPosition, read_position
+from query_svc.sql import exists_item, select_item, select_page
+
+Token = tuple[AggregateKey, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+class ReadEngine:
+    """Reads declared views through the reader pool."""
+
+    def __init__(self, reader: Reader, waiter: ConsistencyWaiter, cursors: CursorCodec) -> None:
+        self.reader = reader
+        self.waiter = waiter
+        self._cursors = cursors
+        self._renderers: dict[str, Callable[[Any], dict[str, Any]]] = {}
+
+    def render(self, view: View, row: Any) -> dict[str, Any]:
+        renderer = self._renderers.get(view.name)
+        if renderer is None:
+            renderer = self._renderers[view.name] = row_renderer(view)
+        return renderer(row)
+
+    async def settle(self, view: View, options: ReadOptions) -> Token | None:
+        """Wait (bounded) for the request's consistency token, if it has one; the token to report."""
+        token = options.token_for(view.projection)
+        if token is None:
+            return None
+        await self.waiter.wait(view.projection, token, options.wait_seconds)
+        return (token.aggregate_type, token.aggregate_id), token.version
+
+    async def item(
+        self, view: View, key: str, token: Token | None
+    ) -> tuple[dict[str, Any] | None, ReadPosition]:
+        async with self.reader.connection() as connection:
+            position = await read_position(connection, view.projection, token)
+            row = await connection.fetchrow(select_item(view), key)
+        return (None if row is None else self.render(view, row)), position
+
+    async def page(
+        self, view: View, query: PageQuery, token: Token | None, *, parent: tuple[View, str] | None = None
+    ) -> tuple[Page | None, ReadPosition]:
+        """One page of `query`; None when `parent` (a relation's owner) does not exist."""
+        after = self._start(view, query)
+        sql, args = select_page(view, list(query.conditions), query.order, after, query.limit + 1)
+        async with self.reader.connection() as connection:
+            position = await read_position(connection, view.projection, token)
+            if parent is not None and not await connection.fetchval(exists_item(parent[0]), parent[1]):
+                return None, position
+            rows = await connection.fetch(sql, *args)
+        more = len(rows) > query.limit
+        rows = rows[: query.limit]
+        next_cursor = None
+        if more:
+            last = rows[-1]
+            value = cursor_value(query.order.column, last[query.order.column.name])
+            next_cursor = self._cursors.encode(CursorPosition(query.identity, value, last[view.key]))
+        return Page([self.render(view, r) for r in rows], next_cursor), position
+
+    def _start(self, view: View, query: PageQuery) -> tuple[Any, str] | None:
+        if query.cursor is None:
+            return None
+        try:
+            position = self._cursors.decode(query.cursor, query=query.identity)
+            key = parse_cursor_value(view.key_column, position.key)
+            value = (
+                None
+                if query.order.column.name == view.key
+                else parse_cursor_value(query.order.column, position.sort_value)
+            )
+        except (InvalidCursorError, ValueError) as exc:
+            raise parameter_problem(400, "query", "cursor", str(exc), "invalid-cursor") from exc
+        return value, key

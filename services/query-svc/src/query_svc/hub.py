@@ -1,0 +1,229 @@
+"""Fan-out of the projector's notifications to waiting reads and to stream subscribers.
+
+The hub never touches the database: it is fed notification payloads by the one shared LISTEN
+connection and wakes whoever cares, so a thousand waiting requests cost one connection and no
+polling. Notifications name `[aggregate_type, aggregate_id, version]` triples of one committed
+projector transaction; a payload that cannot list them (`overflow`), a switch to another build
+schema, or a reconnect of the listener (notifications may have been missed) wakes everyone of the
+projection to re-check. Delivery to a subscriber is a non-blocking `put` into its bounded queue;
+a subscriber whose queue is full is dropped rather than allowed to grow memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from query_svc.declarations import Projection, View
+from query_svc.metrics import NOTIFICATIONS, SSE_DROPPED, SSE_SUBSCRIBERS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """The projector applied `aggregate_id` of `aggregate_type` up to `version`."""
+
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    projection: str
+    schema: str
+    changes: tuple[Change, ...]
+    overflow: bool = False
+
+
+def parse_notification(payload: str) -> Notification | None:
+    """The notification in a payload, or None when it is not one the projector sends."""
+    try:
+        data: Any = json.loads(payload)
+        changes = tuple(
+            Change(str(t), str(i), int(v))
+            for t, i, v in (data.get("changes") or [])
+            if not isinstance(v, bool)
+        )
+        return Notification(str(data["projection"]), str(data["schema"]), changes, bool(data.get("overflow")))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+@dataclass(eq=False)
+class Waiter:
+    """A read waiting until `key` reaches `version`; `event` is set whenever it should re-check."""
+
+    key: tuple[str, str, str]
+    version: int
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The highest version a notification announced for the key (proof it is committed upstream).
+    announced: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Something a subscriber's row may depend on changed; `witness` is one change of that commit."""
+
+    witness: Change | None
+
+
+class SubscriberDroppedError(Exception):
+    """The subscriber fell too far behind and was dropped."""
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One stream's place in the hub: a bounded queue of signals, coalesced by the reader."""
+
+    view: View
+    item_id: str
+    queue: asyncio.Queue[Signal]
+    dropped: str | None = None
+
+    def offer(self, signal: Signal) -> None:
+        if self.dropped is not None:
+            return
+        try:
+            self.queue.put_nowait(signal)
+        except asyncio.QueueFull:
+            self.drop("queue_full")
+
+    def drop(self, reason: str) -> None:
+        if self.dropped is None:
+            self.dropped = reason
+            SSE_DROPPED.labels(self.view.name, reason).inc()
+            log.warning("dropped a slow %s stream for %s (%s)", self.view.name, self.item_id, reason)
+
+    async def next(self, idle_seconds: float) -> Signal | None:
+        """The latest pending signal (earlier ones are subsumed by it), or None after `idle_seconds`."""
+        if self.dropped is not None:
+            raise SubscriberDroppedError(self.dropped)
+        try:
+            signal = await asyncio.wait_for(self.queue.get(), idle_seconds)
+        except TimeoutError:
+            return None
+        while not self.queue.empty():
+            latest = self.queue.get_nowait()
+            # The latest witness covers every earlier commit, and any re-read satisfies a resync.
+            signal = latest if latest.witness is not None else signal
+        return signal
+
+
+class ChangeHub:
+    """Routes notifications of the served projections to waiters and subscribers."""
+
+    def __init__(self, projections: Iterable[Projection]) -> None:
+        self._projections = {p.name for p in projections}
+        self._schemas: dict[str, str] = {}
+        self._waiters: dict[tuple[str, str, str], set[Waiter]] = {}
+        self._subscribers: dict[str, dict[str, set[Subscription]]] = {}
+        self._views: dict[str, View] = {}
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for by_item in self._subscribers.values() for s in by_item.values())
+
+    @contextmanager
+    def watch(
+        self, projection: str, aggregate_type: str, aggregate_id: str, version: int
+    ) -> Iterator[Waiter]:
+        """Register a waiter for the duration of the block (register *before* the first check)."""
+        waiter = Waiter((projection, aggregate_type, aggregate_id), version)
+        self._waiters.setdefault(waiter.key, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = self._waiters.get(waiter.key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[waiter.key]
+
+    def subscribe(self, view: View, item_id: str, queue_size: int) -> Subscription:
+        subscription = Subscription(view, item_id, asyncio.Queue(maxsize=queue_size))
+        self._views[view.name] = view
+        self._subscribers.setdefault(view.name, {}).setdefault(item_id, set()).add(subscription)
+        SSE_SUBSCRIBERS.labels(view.name).inc()
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        by_item = self._subscribers.get(subscription.view.name, {})
+        subscribers = by_item.get(subscription.item_id)
+        if subscribers is None or subscription not in subscribers:
+            return
+        subscribers.discard(subscription)
+        if not subscribers:
+            del by_item[subscription.item_id]
+        SSE_SUBSCRIBERS.labels(subscription.view.name).dec()
+
+    def dispatch(self, payload: str) -> None:
+        """Handle one notification payload (called by the listener on the event loop; never blocks)."""
+        notification = parse_notification(payload)
+        if notification is None:
+            NOTIFICATIONS.labels("malformed").inc()
+            log.warning("ignored a malformed notification: %.200s", payload)
+            return
+        if notification.projection not in self._projections:
+            return
+        previous = self._schemas.get(notification.projection)
+        self._schemas[notification.projection] = notification.schema
+        if notification.overflow or (previous is not None and previous != notification.schema):
+            NOTIFICATIONS.labels("overflow" if notification.overflow else "schema_switch").inc()
+            self._wake_projection(notification.projection)
+            return
+        NOTIFICATIONS.labels("changes").inc()
+        self._wake_waiters(notification)
+        self._signal_subscribers(notification)
+
+    def resync(self) -> None:
+        """Wake everything: notifications may have been missed (the listener just (re)connected)."""
+        for projection in self._projections:
+            self._wake_projection(projection)
+
+    def _wake_projection(self, projection: str) -> None:
+        for key, waiters in self._waiters.items():
+            if key[0] == projection:
+                for waiter in waiters:
+                    waiter.event.set()
+        for name, by_item in self._subscribers.items():
+            if self._views[name].projection.name == projection:
+                for subscribers in by_item.values():
+                    for subscription in list(subscribers):
+                        subscription.offer(Signal(None))
+
+    def _wake_waiters(self, notification: Notification) -> None:
+        for change in notification.changes:
+            key = (notification.projection, change.aggregate_type, change.aggregate_id)
+            for waiter in self._waiters.get(key, ()):
+                waiter.announced = max(waiter.announced, change.version)
+                if change.version >= waiter.version:
+                    waiter.event.set()
+
+    def _signal_subscribers(self, notification: Notification) -> None:
+        if not notification.changes:
+            return
+        signal = Signal(notification.changes[-1])
+        types = {c.aggregate_type for c in notification.changes}
+        for name, by_item in self._subscribers.items():
+            view = self._views[name]
+            if view.projection.name != notification.projection:
+                continue
+            if types & set(view.changed_by):
+                # A joined column may have changed for any row: every subscriber re-reads and
+                # only real changes are sent on (see `stream.py`).
+                targets: Iterable[set[Subscription]] = list(by_item.values())
+            else:
+                ids = {
+                    c.aggregate_id for c in notification.changes if c.aggregate_type == view.aggregate_type
+                }
+                targets = [by_item[i] for i in ids if i in by_item]
+            for subscribers in targets:
+                for subscription in list(subscribers):
+                    subscription.offer(signal)

@@ -1,0 +1,105 @@
+"""The one shared LISTEN connection: projector notifications in, hub dispatch out.
+
+It runs beside the reader pool, on a connection of its own to the database the projector writes
+(`NOTIFY` does not reach replicas). Loss is detected at once by asyncpg's termination callback
+and, for half-open TCP, by a keep-alive query; reconnection backs off up to a few seconds. After
+every (re)connect the hub is resynced *after* `LISTEN` took effect, so whatever was committed while
+the connection was down is re-checked by every waiter and stream rather than missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from query_svc.database import Connection
+from query_svc.hub import ChangeHub
+from query_svc.metrics import LISTENER_CONNECTED, LISTENER_RECONNECTS
+
+log = logging.getLogger(__name__)
+_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class ProjectionListener:
+    """Keeps one `LISTEN <channel>` session alive for the hub until `stop()`."""
+
+    def __init__(
+        self,
+        dsn: str,
+        channel: str,
+        hub: ChangeHub,
+        *,
+        keepalive_seconds: float = 10.0,
+        max_backoff_seconds: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._hub = hub
+        self._keepalive = keepalive_seconds
+        self._max_backoff = max_backoff_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._sessions = 0
+        #: Set while LISTEN is in effect (tests and readiness details wait on it).
+        self.connected = asyncio.Event()
+        self.backend_pid: int | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="projection-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._mark_disconnected()
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                connection = await asyncpg.connect(
+                    self._dsn, timeout=5, server_settings={"application_name": "query-svc-listener"}
+                )
+            except _FAILURES as exc:
+                log.warning("LISTEN connection failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._max_backoff)
+                continue
+            try:
+                await self._session(connection)
+                delay = 0.1
+            except _FAILURES as exc:
+                log.warning("LISTEN connection lost: %s", exc)
+            finally:
+                self._mark_disconnected()
+                # A terminated connection may not answer a polite close; terminate is local.
+                connection.terminate()
+
+    async def _session(self, connection: asyncpg.Connection[asyncpg.Record]) -> None:
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: lost.set())
+        await connection.add_listener(self._channel, self._on_notification)
+        self.backend_pid = connection.get_server_pid()
+        if self._sessions:
+            LISTENER_RECONNECTS.inc()
+            log.info("LISTEN %s re-established; resyncing waiters and streams", self._channel)
+        self._sessions += 1
+        self.connected.set()
+        LISTENER_CONNECTED.set(1)
+        self._hub.resync()
+        while not lost.is_set():
+            try:
+                await asyncio.wait_for(lost.wait(), self._keepalive)
+            except TimeoutError:
+                await asyncio.wait_for(connection.fetchval("SELECT 1"), self._keepalive)
+
+    def _on_notification(self, _connection: Connection, _pid: int, _channel: str, payload: object) -> None:
+        self._hub.dispatch(str(payload))
+
+    def _mark_disconnected(self) -> None:
+        self.connected.clear()
+        self.backend_pid = None
+        LISTENER_CONNECTED.set(0)

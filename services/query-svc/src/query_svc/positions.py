@@ -1,0 +1,93 @@
+"""How far a projection has got: the position and staleness headers every response carries.
+
+Definitions (per projection, hence per view):
+- `X-Read-Model-Position`: the projector's applied Kafka position, `topic/partition=next_offset`
+  for every partition it has consumed, comma-separated and ordered (`none` before the first
+  batch). It is read *before* the data in the same request, so the data reflects at least it.
+- `X-Staleness-Ms`: 0 when every partition had caught up with its high watermark at its last
+  applied batch; otherwise, over the partitions that were behind, the largest `now -
+  last_event_at` (time since the newest event applied there was written), an upper bound on the
+  age of the oldest event known to be waiting. Events written after the projector's last fetch are
+  invisible to the query side (it does not talk to Kafka), so 0 means "caught up as of its last
+  batch", not a guarantee.
+- `X-Consistency-Applied-Version` (requests with a token): the version the projector has applied
+  for the token's aggregate (0: none yet); `X-Read-Model-Stale: true` when it is below the token's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from query_svc.database import Connection
+from query_svc.declarations import Projection
+from query_svc.sql import quote
+
+AggregateKey = tuple[str, str]
+
+
+def offsets_table(projection: Projection) -> str:
+    return f"read.{quote(projection.name + '_partition_offsets')}"
+
+
+def versions_table(projection: Projection) -> str:
+    return f"read.{quote(projection.name + '_aggregate_versions')}"
+
+
+def _position_sql(projection: Projection) -> str:
+    offsets, versions = offsets_table(projection), versions_table(projection)
+    return f"""
+        SELECT
+            (SELECT string_agg(format('%s/%s=%s', topic, partition, next_offset), ', '
+                               ORDER BY topic, partition) FROM {offsets}) AS position,
+            (SELECT COALESCE(max(GREATEST(0, floor(extract(epoch FROM now() - last_event_at) * 1000)))
+                             FILTER (WHERE next_offset < high_watermark), 0)::bigint
+             FROM {offsets}) AS staleness_ms,
+            (SELECT version FROM {versions} WHERE aggregate_type = $1 AND aggregate_id = $2) AS applied
+        """  # noqa: S608  # declared identifiers, values bound
+
+
+def _applied_sql(projection: Projection) -> str:
+    return f"SELECT version FROM {versions_table(projection)} WHERE aggregate_type = $1 AND aggregate_id = $2"  # noqa: S608  # declared identifiers
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPosition:
+    """The projection's applied position when a response's data was read."""
+
+    position: str
+    staleness_ms: int
+    #: For a request with a consistency token: the token's version and the applied one.
+    wanted_version: int | None = None
+    applied_version: int | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.wanted_version is not None and (self.applied_version or 0) < self.wanted_version
+
+    def headers(self) -> dict[str, str]:
+        headers = {"X-Read-Model-Position": self.position, "X-Staleness-Ms": str(self.staleness_ms)}
+        if self.wanted_version is not None:
+            headers["X-Read-Model-Stale"] = "true" if self.stale else "false"
+            headers["X-Consistency-Applied-Version"] = str(self.applied_version or 0)
+        return headers
+
+
+async def read_position(
+    connection: Connection, projection: Projection, token: tuple[AggregateKey, int] | None = None
+) -> ReadPosition:
+    """The position, staleness and (with a token) the token aggregate's applied version, one round trip."""
+    key = token[0] if token else ("", "")
+    row = await connection.fetchrow(_position_sql(projection), key[0], key[1])
+    assert row is not None  # a SELECT without FROM always yields one row
+    return ReadPosition(
+        position=row["position"] or "none",
+        staleness_ms=int(row["staleness_ms"]),
+        wanted_version=token[1] if token else None,
+        applied_version=(row["applied"] or 0) if token else None,
+    )
+
+
+async def applied_version(connection: Connection, projection: Projection, key: AggregateKey) -> int:
+    """The version of `key` the projector has applied (0 when it has applied none)."""
+    version = await connection.fetchval(_applied_sql(projection), key[0], key[1])
+    return int(version or 0)

@@ -1,0 +1,253 @@
+"""HTTP routes generated from the catalog: item, collection and relation reads of every view.
+
+For a view `v` (and each relation `r` it owns):
+`GET /v1/v/{id}`, `GET /v1/v` (filters, sort, keyset pages) and `GET /v1/v/{id}/r`. Each route
+checks the view's role, refuses undeclared parameters, waits for a consistency token if given,
+and answers JSON with an ETag, caching headers and the read model's position and staleness.
+"""
+
+# No `from __future__ import annotations` here: FastAPI evaluates these endpoints' annotations,
+# which refer to closure variables (the view, its role) that postponed evaluation cannot see.
+
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+
+from cqrs_shared.problems import ProblemError
+from query_svc.codec import response_model
+from query_svc.declarations import Catalog, Relation, View
+from query_svc.engine import Page, ReadEngine
+from query_svc.http_cache import cached_json
+from query_svc.hub import ChangeHub
+from query_svc.openapi_docs import item_responses, page_model, page_responses, stream_responses
+from query_svc.parameters import (
+    WAIT_PARAMETERS,
+    CollectionParameters,
+    ReadOptions,
+    collection_parameters,
+    reject_unknown,
+)
+from query_svc.positions import ReadPosition
+from query_svc.sql import Condition
+from query_svc.stream import EventStream, StreamSettings
+
+Authorizer = Callable[[str], Any]
+ReadOptionsDependency = Callable[..., ReadOptions]
+
+
+def key_path(view: View) -> Any:
+    column = view.key_column
+    return Annotated[str, Path(min_length=1, max_length=column.max_length, pattern=column.pattern)]
+
+
+def not_found(view: View, key: str, position: ReadPosition) -> ProblemError:
+    return ProblemError(
+        404, "not-found", "Not found", f"no {view.item_name.lower()} {key!r}", headers=position.headers()
+    )
+
+
+def build_router(
+    catalog: Catalog,
+    engine: ReadEngine,
+    authorizer: Authorizer,
+    read_options: ReadOptionsDependency,
+    streams: tuple[ChangeHub, StreamSettings],
+) -> APIRouter:
+    """One router with the read routes of every view and relation in the catalog."""
+    router = APIRouter()
+    for view in catalog.views:
+        parameters = collection_parameters(view)
+        _item_route(router, view, engine, authorizer, read_options)
+        _stream_route(router, view, engine, authorizer, read_options, streams)
+        _collection_route(router, parameters, engine, authorizer, read_options)
+    for relation in catalog.relations:
+        _relation_route(
+            router, relation, collection_parameters(relation.child), engine, authorizer, read_options
+        )
+    return router
+
+
+def _item_route(
+    router: APIRouter,
+    view: View,
+    engine: ReadEngine,
+    authorizer: Authorizer,
+    read_options: ReadOptionsDependency,
+) -> None:
+    model = response_model(view)
+
+    async def read_item(
+        request: Request,
+        item_id: Annotated[str, key_path(view)],
+        options: Annotated[ReadOptions, Depends(read_options)],
+        _caller: Annotated[None, Depends(authorizer(view.read_role))],
+    ) -> Response:
+        reject_unknown(request, view, WAIT_PARAMETERS)
+        token = await engine.settle(view, options)
+        row, position = await engine.item(view, item_id, token)
+        if row is None:
+            raise not_found(view, item_id, position)
+        return cached_json(row, if_none_match=options.if_none_match, headers=position.headers())
+
+    router.add_api_route(
+        f"/v1/{view.name}/{{item_id}}",
+        read_item,
+        methods=["GET"],
+        tags=[view.name],
+        summary=f"One {view.item_name.lower()}",
+        operation_id=f"get_{view.name}_item",
+        response_model=None,
+        responses=item_responses(model),
+    )
+
+
+def _page_body(request: Request, page: Page) -> tuple[dict[str, Any], dict[str, str]]:
+    if page.next_cursor is None:
+        return {"items": page.items, "next": None}, {}
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", *WAIT_PARAMETERS)]
+    next_url = f"{request.url.path}?{urlencode([*kept, ('cursor', page.next_cursor)])}"
+    return {"items": page.items, "next": next_url}, {"Link": f'<{next_url}>; rel="next"'}
+
+
+def _with_signature(
+    endpoint: Callable[..., Any], head: list[inspect.Parameter], spec: CollectionParameters
+) -> None:
+    # FastAPI reads parameters from the signature; the filters exist only in the declarations.
+    endpoint.__signature__ = inspect.Signature([*head, *spec.signature])  # type: ignore[attr-defined]  # FastAPI honours __signature__
+
+
+def _common_head(
+    view: View, authorizers: list[Any], read_options: ReadOptionsDependency
+) -> list[inspect.Parameter]:
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    head = [
+        inspect.Parameter("request", kind, annotation=Request),
+        inspect.Parameter("options", kind, annotation=Annotated[ReadOptions, Depends(read_options)]),
+    ]
+    head += [
+        inspect.Parameter(f"_caller{i}", kind, annotation=Annotated[None, Depends(a)])
+        for i, a in enumerate(authorizers)
+    ]
+    return head
+
+
+def _collection_route(
+    router: APIRouter,
+    spec: CollectionParameters,
+    engine: ReadEngine,
+    authorizer: Authorizer,
+    read_options: ReadOptionsDependency,
+) -> None:
+    view = spec.view
+
+    async def list_items(request: Request, options: ReadOptions, **values: Any) -> Response:
+        reject_unknown(request, view, spec.known, spec.repeatable)
+        query = spec.page_query(request, values)
+        token = await engine.settle(view, options)
+        page, position = await engine.page(view, query, token)
+        assert page is not None  # only a relation's page can lack its owner
+        body, link = _page_body(request, page)
+        return cached_json(body, if_none_match=options.if_none_match, headers={**position.headers(), **link})
+
+    _with_signature(list_items, _common_head(view, [authorizer(view.read_role)], read_options), spec)
+    router.add_api_route(
+        f"/v1/{view.name}",
+        list_items,
+        methods=["GET"],
+        tags=[view.name],
+        summary=f"{view.item_name} pages: filters, sort, keyset cursor",
+        operation_id=f"list_{view.name}",
+        response_model=None,
+        responses=page_responses(page_model(view)),
+    )
+
+
+def _relation_route(
+    router: APIRouter,
+    relation: Relation,
+    spec: CollectionParameters,
+    engine: ReadEngine,
+    authorizer: Authorizer,
+    read_options: ReadOptionsDependency,
+) -> None:
+    parent, child = relation.parent, relation.child
+    foreign_key = child.column(relation.foreign_key)
+    assert foreign_key is not None  # checked by Relation
+
+    async def list_related(request: Request, options: ReadOptions, item_id: str, **values: Any) -> Response:
+        reject_unknown(request, child, spec.known, spec.repeatable)
+        query = spec.page_query(request, values, fixed=(Condition(foreign_key, "=", item_id),))
+        token = await engine.settle(child, options)
+        page, position = await engine.page(child, query, token, parent=(parent, item_id))
+        if page is None:
+            raise not_found(parent, item_id, position)
+        body, link = _page_body(request, page)
+        return cached_json(body, if_none_match=options.if_none_match, headers={**position.headers(), **link})
+
+    head = _common_head(child, [authorizer(parent.read_role), authorizer(child.read_role)], read_options)
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    head.insert(1, inspect.Parameter("item_id", kind, annotation=Annotated[str, key_path(parent)]))
+    _with_signature(list_related, head, spec)
+    router.add_api_route(
+        f"/v1/{parent.name}/{{item_id}}/{relation.name}",
+        list_related,
+        methods=["GET"],
+        tags=[parent.name],
+        summary=f"The {relation.name} of one {parent.item_name.lower()}",
+        operation_id=f"list_{parent.name}_{relation.name}",
+        response_model=None,
+        responses=page_responses(page_model(child)),
+    )
+
+
+def _stream_route(
+    router: APIRouter,
+    view: View,
+    engine: ReadEngine,
+    authorizer: Authorizer,
+    read_options: ReadOptionsDependency,
+    streams: tuple[ChangeHub, StreamSettings],
+) -> None:
+    hub, settings = streams
+
+    async def stream_item(
+        request: Request,
+        item_id: Annotated[str, key_path(view)],
+        options: Annotated[ReadOptions, Depends(read_options)],
+        _caller: Annotated[None, Depends(authorizer(view.read_role))],
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)] = None,
+    ) -> Response:
+        reject_unknown(request, view, WAIT_PARAMETERS)
+        if hub.subscriber_count >= settings.max_subscribers:
+            raise ProblemError(
+                503, "too-many-streams", "Too many streams", "try again later", headers={"Retry-After": "5"}
+            )
+        token = await engine.settle(view, options)
+        row, position = await engine.item(view, item_id, token)
+        if row is None:
+            raise not_found(view, item_id, position)
+        return EventStream(
+            engine=engine,
+            hub=hub,
+            view=view,
+            item_id=item_id,
+            last_event_id=last_event_id,
+            headers=position.headers(),
+            settings=settings,
+        )
+
+    router.add_api_route(
+        f"/v1/{view.name}/{{item_id}}/stream",
+        stream_item,
+        methods=["GET"],
+        tags=[view.name],
+        summary=f"Server-Sent Events: the {view.item_name.lower()} now, then every change",
+        operation_id=f"stream_{view.name}_item",
+        response_model=None,
+        response_class=EventStream,
+        status_code=200,
+        responses=stream_responses(),
+    )

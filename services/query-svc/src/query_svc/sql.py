@@ -1,0 +1,136 @@
+"""SQL for declared views. Identifiers come only from declarations; every value is a bind parameter.
+
+Pages use keyset pagination: `ORDER BY <column> <dir>, <key> <dir>` and a predicate "strictly
+after the last row" on the same pair, so a page boundary never repeats or skips a row that existed
+when the walk started and kept its sort value, however many rows are inserted meanwhile. NULLs
+sort as PostgreSQL's defaults do (last ascending, first descending), so a `(column, key)` index
+serves both directions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from query_svc.declarations import Column, View
+
+#: Comparison operators a condition may use (never taken from a request).
+OPERATORS = frozenset({"=", "in", ">", ">=", "<", "<="})
+
+
+def quote(identifier: str) -> str:
+    """A declared identifier, quoted (declarations guarantee `[a-z][a-z0-9_]*`)."""
+    return f'"{identifier}"'
+
+
+def relation(view: View) -> str:
+    return f"read.{quote(view.name)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """`column <operator> value`; `in` takes a list of values."""
+
+    column: Column
+    operator: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        if self.operator not in OPERATORS:
+            raise ValueError(f"unsupported operator {self.operator!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class SortOrder:
+    """Order by `column` (then the view's key) in one direction."""
+
+    column: Column
+    descending: bool
+
+    @classmethod
+    def parse(cls, view: View, text: str) -> SortOrder:
+        """`placed_at` or `-placed_at`; ValueError for anything `view.sort_options` lacks."""
+        if text not in view.sort_options:
+            raise ValueError(f"cannot sort {view.name} by {text!r}")
+        column = view.column(text.removeprefix("-"))
+        assert column is not None  # sort_options only names declared columns
+        return cls(column, text.startswith("-"))
+
+    @property
+    def text(self) -> str:
+        return f"-{self.column.name}" if self.descending else self.column.name
+
+
+@dataclass
+class _Arguments:
+    values: list[Any] = field(default_factory=list)
+
+    def add(self, value: Any, column: Column, *, array: bool = False) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}::{column.type.value}{'[]' if array else ''}"
+
+
+def _columns(view: View) -> str:
+    return ", ".join(quote(c.name) for c in view.columns)
+
+
+def select_item(view: View) -> str:
+    """One row by key: `$1` is the key."""
+    return f"SELECT {_columns(view)} FROM {relation(view)} WHERE {quote(view.key)} = $1"  # noqa: S608  # declared identifiers
+
+
+def exists_item(view: View) -> str:
+    return f"SELECT EXISTS (SELECT 1 FROM {relation(view)} WHERE {quote(view.key)} = $1)"  # noqa: S608  # declared identifiers
+
+
+def _condition_sql(condition: Condition, args: _Arguments) -> str:
+    name = quote(condition.column.name)
+    if condition.operator == "in":
+        return f"{name} = ANY({args.add(list(condition.value), condition.column, array=True)})"
+    return f"{name} {condition.operator} {args.add(condition.value, condition.column)}"
+
+
+def _after_sql(view: View, order: SortOrder, sort_value: Any, key: str, args: _Arguments) -> str:
+    """Rows strictly after (sort_value, key) in `order`, NULLs placed as PostgreSQL places them."""
+    comparison = "<" if order.descending else ">"
+    key_column = view.key_column
+    key_name = quote(view.key)
+    if order.column.name == view.key:
+        return f"{key_name} {comparison} {args.add(key, key_column)}"
+    name = quote(order.column.name)
+    if not order.column.nullable:
+        value_arg, key_arg = args.add(sort_value, order.column), args.add(key, key_column)
+        return f"({name}, {key_name}) {comparison} ({value_arg}, {key_arg})"
+    if sort_value is None:
+        # The last row was in the NULL group: ascending, only the rest of that group follows;
+        # descending (NULLs first), the rest of the group and then every non-null row.
+        rest = f"({name} IS NULL AND {key_name} {comparison} {args.add(key, key_column)})"
+        return f"({rest} OR {name} IS NOT NULL)" if order.descending else rest
+    value_arg, key_arg = args.add(sort_value, order.column), args.add(key, key_column)
+    after = (
+        f"({name} {comparison} {value_arg} OR ({name} = {value_arg} AND {key_name} {comparison} {key_arg}))"
+    )
+    return after if order.descending else f"({after} OR {name} IS NULL)"
+
+
+def select_page(
+    view: View,
+    conditions: list[Condition],
+    order: SortOrder,
+    after: tuple[Any, str] | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """Up to `limit` rows matching every condition, after the keyset position `after` if given."""
+    args = _Arguments()
+    clauses = [_condition_sql(c, args) for c in conditions]
+    if after is not None:
+        clauses.append(_after_sql(view, order, after[0], after[1], args))
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    direction = "DESC" if order.descending else "ASC"
+    order_by = quote(order.column.name) + f" {direction}"
+    if order.column.name != view.key:
+        order_by += f", {quote(view.key)} {direction}"
+    limit_arg = f"${len(args.values) + 1}"
+    args.values.append(limit)
+    sql = f"SELECT {_columns(view)} FROM {relation(view)}{where} ORDER BY {order_by} LIMIT {limit_arg}"  # noqa: S608  # declared identifiers, values bound
+    return sql, args.values

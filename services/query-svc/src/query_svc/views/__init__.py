@@ -1,0 +1,1 @@
+"""Views of the example domain. Only this package names shop types; the engine is generic."""

@@ -1,0 +1,127 @@
+"""Fixtures of the query service's tests: a real shop build schema, rows, apps and tokens.
+
+`shop_dsn` is a fresh database with the projector's own migrations applied (build `shop_b1`,
+views in `read`), so the query service reads exactly the relations it reads in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from cqrs_shared.auth import mint_token
+from projector_svc.builds import ensure_active_build
+from projector_svc.views.shop import ShopProjection
+from query_svc.settings import QuerySettings
+
+SECRET = "query-test-secret-0123456789abcdef0123456789"
+CURSOR_SECRET = "query-test-cursor-secret-0123456789"
+SCHEMA = "shop_b1"
+BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
+Row = dict[str, Any]
+RowFactory = Callable[..., Row]
+
+
+def bearer(*roles: str) -> dict[str, str]:
+    token = mint_token(
+        SECRET, subject="test", roles=list(roles), issuer="cqrs-platform", audience="cqrs-platform"
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def headers_for() -> Callable[..., dict[str, str]]:
+    """Headers carrying a token with the given roles."""
+    return bearer
+
+
+@pytest.fixture
+def readers() -> dict[str, str]:
+    """Headers of a caller holding both read roles."""
+    return bearer("customers:read", "orders:read")
+
+
+@pytest.fixture
+async def shop_dsn(pg_database: str) -> str:
+    connection = await asyncpg.connect(pg_database)
+    try:
+        await ensure_active_build(connection, ShopProjection())
+    finally:
+        await connection.close()
+    return pg_database
+
+
+@pytest.fixture
+async def admin(shop_dsn: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    """A read-write connection to the test database (no JSON codec: jsonb travels as text)."""
+    connection = await asyncpg.connect(shop_dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def settings_for() -> Callable[..., QuerySettings]:
+    def make(dsn: str, **overrides: Any) -> QuerySettings:
+        values: dict[str, Any] = {
+            "database_url": dsn,
+            "listen_database_url": dsn,
+            "auth_mode": "jwt",
+            "jwt_secret": SECRET,
+            "cursor_secret": CURSOR_SECRET,
+            "pool_size": 4,
+            **overrides,
+        }
+        return QuerySettings(**values)
+
+    return make
+
+
+@pytest.fixture
+def make_customer() -> RowFactory:
+    def make(customer_id: str, n: int = 0, **overrides: Any) -> Row:
+        at = BASE_TIME + timedelta(seconds=n)
+        return {
+            "id": customer_id,
+            "name": f"Customer {customer_id}",
+            "email": f"{customer_id}@example.com",
+            "status": "registered",
+            "registered_at": at,
+            "updated_at": at,
+            "version": 1,
+            "order_count": 0,
+            "open_order_count": 0,
+            "lifetime_value": Decimal("0.00"),
+            **overrides,
+        }
+
+    return make
+
+
+@pytest.fixture
+def make_order() -> RowFactory:
+    def make(order_id: str, customer_id: str, n: int = 0, **overrides: Any) -> Row:
+        at = BASE_TIME + timedelta(seconds=n)
+        total = overrides.pop("total", Decimal("9.95"))
+        return {
+            "id": order_id,
+            "customer_id": customer_id,
+            "customer_name": f"Customer {customer_id}",
+            "status": "placed",
+            "currency": "EUR",
+            "total": total,
+            "line_count": 1,
+            "lines": [{"sku": "sku-1", "quantity": 1, "unit_price": f"{total:.2f}"}],
+            "placed_at": at,
+            "updated_at": at,
+            "version": 1,
+            **overrides,
+        }
+
+    return make
