@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from projector_svc import positions
-from projector_svc.dead_letters import REJECTED, UNDECODABLE, DeadLetter, DeadLetterSink
+from projector_svc.dead_letters import REJECTED, UNDECODABLE, DeadLetter, DeadLetters
 from projector_svc.guard import BLOCKED, ParkedState, sort_batch
 from projector_svc.incoming import AggregateKey, Incoming, Undecodable
 from projector_svc.notify import notify
@@ -45,7 +45,7 @@ def _positions(items: Sequence[Incoming]) -> set[Position]:
 class BatchApplier:
     """Applies decoded events (and dead-letters undecodable records) for one projection."""
 
-    def __init__(self, projection: Projection, sink: DeadLetterSink) -> None:
+    def __init__(self, projection: Projection, sink: DeadLetters) -> None:
         self._projection = projection
         self._isolator = PoisonIsolator(projection)
         self._sink = sink

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -33,8 +34,25 @@ class DeadLetter:
     event: Incoming | None = None
 
 
+class DeadLetters(Protocol):
+    """Where refused records go. `send` returns once every letter is durably stored (or raises,
+    which fails the batch so that nothing of it commits)."""
+
+    async def send(self, letters: Sequence[DeadLetter], *, build: str) -> None: ...
+
+
+class MemoryDeadLetters:
+    """Keeps letters in a list: for tests that drive batches without Kafka."""
+
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    async def send(self, letters: Sequence[DeadLetter], *, build: str) -> None:
+        self.letters.extend(letters)
+
+
 class DeadLetterSink:
-    """Sends dead letters to one topic, awaiting every acknowledgement."""
+    """Sends dead letters to one Kafka topic, awaiting every acknowledgement."""
 
     def __init__(self, producer: AIOKafkaProducer, topic: str, *, projection: str) -> None:
         self._producer = producer

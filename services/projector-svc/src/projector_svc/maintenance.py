@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from projector_svc import positions
 from projector_svc.batch import BatchApplier, Outcome
-from projector_svc.dead_letters import GAP, DeadLetter, DeadLetterSink
+from projector_svc.dead_letters import GAP, DeadLetter, DeadLetters
 from projector_svc.guard import BLOCKED
 from projector_svc.incoming import AggregateKey
 from projector_svc.pg import Connection
@@ -33,7 +33,7 @@ def _owned(partitions: Sequence[PartitionKey]) -> tuple[list[str], list[int]]:
 
 
 class Maintenance:
-    def __init__(self, applier: BatchApplier, sink: DeadLetterSink, *, gap_timeout: float) -> None:
+    def __init__(self, applier: BatchApplier, sink: DeadLetters, *, gap_timeout: float) -> None:
         self._applier = applier
         self._sink = sink
         self._gap_timeout = gap_timeout

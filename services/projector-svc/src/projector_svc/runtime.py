@@ -33,7 +33,7 @@ from cqrs_shared.kafka_io import KafkaRecord
 from cqrs_shared.topics import TopicNames
 from projector_svc import positions
 from projector_svc.batch import BatchApplier, Outcome
-from projector_svc.dead_letters import DeadLetterSink
+from projector_svc.dead_letters import DeadLetters
 from projector_svc.incoming import decode
 from projector_svc.maintenance import Maintenance
 from projector_svc.metrics import BATCH_SECONDS, EVENTS, LAG, RETRIES, STALENESS_SECONDS
@@ -76,7 +76,7 @@ class ProjectorRuntime:
         projection: Projection,
         pool: asyncpg.Pool[asyncpg.Record],
         consumer: AIOKafkaConsumer,
-        sink: DeadLetterSink,
+        sink: DeadLetters,
         *,
         schema: str | None = None,
         settings: RuntimeSettings = RuntimeSettings(),

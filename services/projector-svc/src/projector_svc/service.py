@@ -89,16 +89,21 @@ class ProjectorService:
         self._task = asyncio.create_task(self.runtime.run(), name=f"projector-{self.projection.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop consuming, then close the clients; safe to call more than once."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
-        if self._producer is not None:
-            await self._producer.stop()
-        if self.pool is not None:
-            await self.pool.close()
+                await task
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.close()
 
     async def check_database(self) -> None:
         assert self.pool is not None
