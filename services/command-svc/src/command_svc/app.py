@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -25,10 +26,10 @@ from command_svc.settings import CommandServiceSettings
 from command_svc.topic_door import TopicDoor
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
-from cqrs_shared.problems import install_problem_handlers
+from cqrs_shared.problems import install_problem_handlers, problem_response
 from cqrs_shared.service_http import operations_router
 from cqrs_shared.topics import TopicNames, ensure_topics
-from cqrs_shared.write_store import LeaseStore, WriteStore
+from cqrs_shared.write_store import LeaseStore, WriteStore, WriteStoreUnavailableError
 from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 from cqrs_shared.write_store.mongo_store import MongoLeaseStore, MongoWriteStore
 
@@ -133,6 +134,21 @@ def create_app(
 
     app = FastAPI(title="command-svc", version="0.1.0", lifespan=lifespan)
     install_problem_handlers(app)
+
+    @app.exception_handler(WriteStoreUnavailableError)
+    async def _store_down(request: Request, exc: WriteStoreUnavailableError) -> JSONResponse:
+        # The outcome is unknown (the write may or may not have landed); a repeat with the same
+        # command id is safe and returns the stored outcome if there is one.
+        log.warning("write store unavailable on %s: %s", request.url.path, exc)
+        return problem_response(
+            503,
+            "unavailable",
+            "Write store unavailable",
+            "the outcome is unknown; send the same command (same command_id) again",
+            headers={"Retry-After": "1"},
+            instance=request.url.path,
+        )
+
     app.include_router(
         command_router(
             lambda: (state["pipeline"], state["results"]), max_command_bytes=settings.max_command_bytes

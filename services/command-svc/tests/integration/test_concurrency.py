@@ -39,7 +39,7 @@ class CountingStore(MongoWriteStore):
 
 @pytest.fixture
 async def writers(mongodb_uri: str, unique: str) -> AsyncIterator[list[MongoWriteStore]]:
-    stores = []
+    stores: list[MongoWriteStore] = []
     for _ in range(WRITERS):
         plain = await MongoWriteStore.open(mongodb_uri, f"race_{unique}")
         stores.append(CountingStore(plain._client, plain.database))

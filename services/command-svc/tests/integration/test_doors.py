@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from cqrs_shared.testing.kafka_client import KafkaClient
+from cqrs_shared.write_store import WriteStoreUnavailableError
 from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 pytestmark = pytest.mark.integration
@@ -146,3 +148,23 @@ async def test_http_refuses_bodies_that_are_not_commands(http: httpx.AsyncClient
     too_large = await http.post("/v1/commands", content=b"x" * 5000)
     assert too_large.status_code == 413
     assert too_large.json()["type"].endswith("/too-large")
+
+
+class UnreachableStore(MongoWriteStore):
+    async def find_outcome(self, command_id: uuid.UUID) -> Any:
+        raise WriteStoreUnavailableError("connection refused")
+
+
+async def test_an_unreachable_store_is_a_503_the_client_may_retry(
+    app: FastAPI, http: httpx.AsyncClient, store: MongoWriteStore, token_for: Any
+) -> None:
+    pipeline = app.state.components["pipeline"]
+    pipeline._store = UnreachableStore(store._client, store.database)
+    envelope = command("RegisterCustomer", "c-1", ADA)
+    response = await http.post(
+        "/v1/commands", json=envelope, headers={"Authorization": token_for("customers:write")}
+    )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "same command_id" in response.json()["detail"]
+    assert await store.find_outcome(uuid.UUID(envelope["command_id"])) is None
