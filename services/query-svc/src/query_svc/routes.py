@@ -39,8 +39,9 @@ ReadOptionsDependency = Callable[..., ReadOptions]
 
 
 def key_path(view: View) -> Any:
+    """The `{item_id}` path parameter, constrained like the view's key column."""
     column = view.key_column
-    return Annotated[str, Path(min_length=1, max_length=column.max_length, pattern=column.pattern)]
+    return Path(min_length=1, max_length=column.max_length, pattern=column.pattern)
 
 
 def not_found(view: View, key: str, position: ReadPosition) -> ProblemError:
