@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,11 @@ from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.write_store import Commit, LeaseStore, WriteStore, WriteStoreUnavailableError
 
 log = logging.getLogger(__name__)
+
+
+def _lease(shard: int) -> str:
+    return f"relay-shard-{shard}"
+
 
 #: Queue marker: scan the store for unpublished commits now.
 _SCAN = object()
@@ -69,6 +75,7 @@ class OutboxRelay:
         self._fresh: asyncio.Queue[Commit | object] = asyncio.Queue()
         self._published_upto: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
+        self._valid_until = 0.0
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -91,7 +98,7 @@ class OutboxRelay:
             await self._leases.leave(self._member)
         for shard in sorted(self._owned):
             with contextlib.suppress(WriteStoreUnavailableError):
-                await self._leases.release(f"relay-shard-{shard}", self._member)
+                await self._leases.release(_lease(shard), self._member)
         self._owned.clear()
         RELAY_SHARDS_OWNED.set(0)
 
@@ -116,28 +123,35 @@ class OutboxRelay:
 
     async def _balance_leases(self) -> None:
         ttl = self._settings.lease_ttl_seconds
+        started = time.monotonic()
         await self._leases.heartbeat(self._member, ttl)
         members = await self._leases.live_members()
         target = math.ceil(self._settings.shards / max(1, len(members)))
-        for shard in sorted(self._owned):
-            if not await self._leases.acquire(f"relay-shard-{shard}", self._member, ttl):
+        names = {_lease(shard): shard for shard in self._owned}
+        held = await self._leases.renew(set(names), self._member, ttl)
+        for name, shard in names.items():
+            if name not in held:
                 log.warning("relay lost the lease on shard %d", shard)
                 self._owned.discard(shard)
         for shard in sorted(self._owned)[target:]:
-            await self._leases.release(f"relay-shard-{shard}", self._member)
+            await self._leases.release(_lease(shard), self._member)
             self._owned.discard(shard)
         gained = False
         for shard in range(self._settings.shards):
             if len(self._owned) >= target:
                 break
-            if shard not in self._owned and await self._leases.acquire(
-                f"relay-shard-{shard}", self._member, ttl
-            ):
+            if shard not in self._owned and await self._leases.acquire(_lease(shard), self._member, ttl):
                 self._owned.add(shard)
                 gained = True
+        # Leases were valid from before this round's first call; keep a margin for clock drift.
+        self._valid_until = started + ttl * 0.8
         if gained:
             self._fresh.put_nowait(_SCAN)  # a new shard may hold commits its previous owner never published
         RELAY_SHARDS_OWNED.set(len(self._owned))
+
+    def _leases_valid(self) -> bool:
+        """False once renewals have failed for most of a TTL: another replica may own our shards."""
+        return time.monotonic() < self._valid_until
 
     # --- publishing -------------------------------------------------------------------------------
 
@@ -172,6 +186,11 @@ class OutboxRelay:
             item = self._fresh.get_nowait()
 
     async def _publish(self, batch: Sequence[Commit]) -> None:
+        if not self._leases_valid():
+            log.warning(
+                "relay leases not renewed in time; leaving %d commits to the recovery scan", len(batch)
+            )
+            return
         ordered: list[Commit] = []
         # Highest version per stream known to be published, or queued ahead in this batch.
         upto: dict[tuple[str, str], int] = {}

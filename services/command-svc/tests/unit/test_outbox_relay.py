@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from command_svc.outbox_relay import OutboxRelay, RelaySettings
 from cqrs_shared.envelopes import EventEnvelope, utc_now
-from cqrs_shared.write_store import Commit, shard_of
+from cqrs_shared.write_store import Commit, WriteStoreUnavailableError, shard_of
 from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 
 SHARDS = 8
@@ -158,3 +158,31 @@ async def test_a_stopped_replica_hands_its_shards_over_at_once() -> None:
         assert relay2.owned_shards == frozenset(range(SHARDS))
     finally:
         await relay2.stop()
+
+
+class FlakyLeases(MemoryLeaseStore):
+    """A lease store that can be cut off, as when the write store is unreachable."""
+
+    down = False
+
+    async def heartbeat(self, member: str, ttl_seconds: float) -> None:
+        if self.down:
+            raise WriteStoreUnavailableError("unreachable")
+        await super().heartbeat(member, ttl_seconds)
+
+
+async def test_a_replica_that_cannot_renew_its_leases_stops_publishing_until_it_can() -> None:
+    store, publisher, leases = MemoryWriteStore(), RecordingPublisher(), FlakyLeases()
+    settings = RelaySettings(shards=SHARDS, lease_ttl_seconds=1.5, scan_interval_seconds=0.05)
+    relay = OutboxRelay(store, leases, publisher, member_id="r1", settings=settings)
+    await relay.start()
+    try:
+        leases.down = True
+        await asyncio.sleep(1.5)  # past 80% of the TTL without a successful renewal
+        await store_and_notify(store, relay, make_commit("a", 1))
+        await asyncio.sleep(0.3)
+        assert publisher.published == []
+        leases.down = False
+        await eventually(lambda: publisher.versions("a") == [1], timeout=3)
+    finally:
+        await relay.stop()

@@ -197,6 +197,19 @@ class LeaseStoreContract:
         assert await leases.acquire("shard-1", "r2", 5)
         assert not await leases.acquire("shard-1", "r1", 5)
 
+    async def test_renewal_extends_only_the_unexpired_leases_the_owner_holds(
+        self, leases: LeaseStore, advance_clock: Callable[[float], None]
+    ) -> None:
+        assert await leases.acquire("s-1", "r1", 10)
+        assert await leases.acquire("s-2", "r1", 3)
+        assert await leases.acquire("s-3", "r2", 10)
+        advance_clock(5)
+        assert await leases.renew({"s-1", "s-2", "s-3", "s-4"}, "r1", 10) == {"s-1"}
+        advance_clock(8)  # s-1 would have expired at 10 without the renewal
+        assert not await leases.acquire("s-1", "r2", 10)
+        assert await leases.acquire("s-2", "r2", 10)
+        assert await leases.renew(set(), "r1", 10) == set()
+
     async def test_a_released_lease_is_free_and_others_cannot_release_it(self, leases: LeaseStore) -> None:
         assert await leases.acquire("shard-1", "r1", 10)
         await leases.release("shard-1", "r2")

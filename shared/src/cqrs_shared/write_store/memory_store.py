@@ -98,6 +98,13 @@ class MemoryLeaseStore:
             return True
         return False
 
+    async def renew(self, names: Collection[str], owner: str, ttl_seconds: float) -> set[str]:
+        now = self._now()
+        held = {n for n in names if (h := self._leases.get(n)) is not None and h[0] == owner and h[1] > now}
+        for name in held:
+            self._leases[name] = (owner, now + ttl_seconds)
+        return held
+
     async def release(self, name: str, owner: str) -> None:
         if self._leases.get(name, ("", 0.0))[0] == owner:
             del self._leases[name]

@@ -223,6 +223,21 @@ class MongoLeaseStore:
             raise WriteStoreUnavailableError(str(exc)) from exc
         return bool(doc and doc.get("owner") == owner)
 
+    async def renew(self, names: Collection[str], owner: str, ttl_seconds: float) -> set[str]:
+        """Two round trips whatever the number of leases: one conditional update, one read back."""
+        if not names:
+            return set()
+        now = self._clock()
+        mine = {"_id": {"$in": sorted(names)}, "owner": owner}
+        try:
+            await self._leases.update_many(
+                {**mine, "expires_at": {"$gt": now}}, {"$set": {"expires_at": now + ttl_seconds}}
+            )
+            docs = await self._leases.find({**mine, "expires_at": {"$gt": now}}).to_list()
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+        return {str(d["_id"]) for d in docs}
+
     async def release(self, name: str, owner: str) -> None:
         try:
             await self._leases.delete_one({"_id": name, "owner": owner})

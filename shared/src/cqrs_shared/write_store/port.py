@@ -126,6 +126,9 @@ class LeaseStore(Protocol):
     async def acquire(self, name: str, owner: str, ttl_seconds: float) -> bool:
         """Take or renew the lease; True if `owner` holds it afterwards."""
 
+    async def renew(self, names: Collection[str], owner: str, ttl_seconds: float) -> set[str]:
+        """Extend the unexpired leases among `names` that `owner` holds; returns those it still holds."""
+
     async def release(self, name: str, owner: str) -> None:
         """Give the lease up if `owner` holds it."""
 
