@@ -1,0 +1,84 @@
+"""Values by column type: rendering, filter validation, cursor values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+from query_svc.codec import cursor_value, parameter_type, parse_cursor_value, row_renderer
+from query_svc.declarations import Column, ColumnType
+from query_svc.views.shop import ORDERS
+
+
+def column(name: str) -> Column:
+    found = ORDERS.column(name)
+    assert found is not None
+    return found
+
+
+def test_rows_render_money_as_two_place_strings_and_time_as_utc() -> None:
+    at = datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    row = {c.name: None for c in ORDERS.columns} | {"total": Decimal("12.5"), "placed_at": at}
+    rendered = row_renderer(ORDERS)(row)
+    assert rendered["total"] == "12.50"
+    assert rendered["placed_at"] == "2024-05-01T12:00:00.123456Z"
+    assert rendered["customer_name"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("total", "NaN"),
+        ("total", "1e400"),
+        ("total", "0.001"),
+        ("line_count", "2147483648"),
+        ("placed_at", "2024-01-01T00:00:00"),
+        ("placed_at", "0001-01-01T00:00:00+01:00"),
+        ("customer_id", "a\x00b"),
+        ("status", "lost"),
+    ],
+)
+def test_filter_values_postgresql_would_refuse_fail_validation(name: str, raw: str) -> None:
+    with pytest.raises(ValidationError):
+        TypeAdapter(parameter_type(column(name))).validate_python(raw)
+
+
+def test_filter_timestamps_are_normalised_to_utc() -> None:
+    value = TypeAdapter(parameter_type(column("placed_at"))).validate_python("2024-01-01T01:00:00+01:00")
+    assert value == datetime(2024, 1, 1, tzinfo=UTC)
+    assert value.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("placed_at", datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC)), ("total", Decimal("10.05")), ("id", "o-1")],
+)
+def test_cursor_values_round_trip_exactly(name: str, value: Any) -> None:
+    assert parse_cursor_value(column(name), cursor_value(column(name), value)) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("placed_at", "2024-01-01T00:00:00"),
+        ("placed_at", None),
+        ("total", "Infinity"),
+        ("total", 5),
+        ("id", 5),
+    ],
+)
+def test_cursor_values_of_the_wrong_shape_are_refused(name: str, raw: Any) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011  # each case fails with its own message
+        parse_cursor_value(column(name), raw)
+
+
+def test_integer_cursor_values_respect_the_column_range() -> None:
+    count = Column("count", ColumnType.INTEGER)
+    assert parse_cursor_value(count, 5) == 5
+    for bad in (2**31, True, "5"):
+        with pytest.raises(ValueError, match=r"not a value|out of range"):
+            parse_cursor_value(count, bad)

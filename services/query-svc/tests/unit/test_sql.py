@@ -1,0 +1,63 @@
+"""Generated SQL: identifiers from declarations only, every value a bind parameter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from query_svc.sql import Condition, SortOrder, select_item, select_page
+from query_svc.views.shop import CUSTOMERS, ORDERS
+
+HOSTILE = "x'); DROP TABLE read.orders; --"
+
+
+def test_values_never_appear_in_the_sql_text() -> None:
+    status, total = ORDERS.column("status"), ORDERS.column("total")
+    assert status is not None and total is not None
+    sql, args = select_page(
+        ORDERS,
+        [Condition(status, "in", [HOSTILE, "placed"]), Condition(total, ">=", Decimal("5.00"))],
+        SortOrder.parse(ORDERS, "-placed_at"),
+        (datetime(2024, 1, 1, tzinfo=UTC), HOSTILE),
+        51,
+    )
+    assert HOSTILE not in sql
+    assert args == [[HOSTILE, "placed"], Decimal("5.00"), datetime(2024, 1, 1, tzinfo=UTC), HOSTILE, 51]
+    assert '"status" = ANY($1::text[])' in sql
+    assert '("placed_at", "id") < ($3::timestamptz, $4::text)' in sql
+    assert sql.endswith('ORDER BY "placed_at" DESC, "id" DESC LIMIT $5')
+
+
+def test_an_item_read_selects_declared_columns_by_key() -> None:
+    assert select_item(CUSTOMERS).startswith('SELECT "id", "name", "email"')
+    assert select_item(CUSTOMERS).endswith('FROM read."customers" WHERE "id" = $1')
+
+
+@pytest.mark.parametrize(
+    ("sort", "after", "expected"),
+    [
+        ("registered_at", (None, "c-1"), '("registered_at" IS NULL AND "id" > $1::text)'),
+        (
+            "-registered_at",
+            (None, "c-1"),
+            '(("registered_at" IS NULL AND "id" < $1::text) OR "registered_at" IS NOT NULL)',
+        ),
+        ("id", (None, "c-1"), '"id" > $1::text'),
+    ],
+)
+def test_nullable_sort_columns_get_a_null_aware_keyset_predicate(
+    sort: str, after: tuple[None, str], expected: str
+) -> None:
+    sql, _ = select_page(CUSTOMERS, [], SortOrder.parse(CUSTOMERS, sort), after, 10)
+    assert f"WHERE {expected} ORDER BY" in sql
+
+
+def test_an_undeclared_sort_or_operator_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot sort"):
+        SortOrder.parse(ORDERS, "email")
+    status = ORDERS.column("status")
+    assert status is not None
+    with pytest.raises(ValueError, match="operator"):
+        Condition(status, "LIKE", "%")
