@@ -15,8 +15,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
+from command_svc.intake import NotACommand, outcome_label
 from command_svc.metrics import COMMAND_SECONDS, COMMANDS
-from command_svc.pipeline import CommandPipeline, NotACommand, outcome_label
+from command_svc.pipeline import CommandPipeline
 from command_svc.results_publisher import ResultsPublisher
 from cqrs_shared.envelopes import CommandEnvelope
 from cqrs_shared.problems import Problem, ProblemError, problem_response

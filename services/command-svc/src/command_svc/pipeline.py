@@ -7,18 +7,17 @@ even a command (not JSON, no command id) is reported as `NotACommand` for the do
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from command_svc.domain.decider import AggregateDefinition, AggregateNotFoundError, RuleViolationError
 from command_svc.head_cache import HeadCache
+from command_svc.intake import NotACommand, decode, field_errors, invalid, reject
 from command_svc.keyed_locks import KeyedLocks
 from command_svc.metrics import STORE_SECONDS
 from command_svc.registry import CommandRegistry, CommandRoute
@@ -35,25 +34,6 @@ from cqrs_shared.write_store import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class NotACommand:
-    """Input that cannot be answered on `command-results` because it names no command."""
-
-    reason: str
-    detail: str
-
-
-def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
-    return [
-        FieldError(
-            loc=".".join([prefix, *map(str, err["loc"])] if prefix else map(str, err["loc"])) or "(root)",
-            message=err["msg"],
-            type=err["type"],
-        )
-        for err in exc.errors(include_url=False)
-    ]
 
 
 class CommandPipeline:
@@ -84,16 +64,16 @@ class CommandPipeline:
     async def handle(
         self, raw: bytes | Mapping[str, Any], authorization: str | None
     ) -> CommandResult | NotACommand:
-        decoded = _decode(raw)
+        decoded = decode(raw)
         if isinstance(decoded, NotACommand):
             return decoded
         try:
             envelope = CommandEnvelope.model_validate(decoded)
         except ValidationError as exc:
-            return _invalid(decoded, "the command envelope is invalid", field_errors(exc))
+            return invalid(decoded, "the command envelope is invalid", field_errors(exc))
         route = self._registry.route(envelope.type)
         if route is None:
-            return _reject(
+            return reject(
                 envelope,
                 RejectionCode.INVALID,
                 f"unknown command type {envelope.type!r}",
@@ -102,14 +82,14 @@ class CommandPipeline:
         try:
             payload = route.payload_model.model_validate(envelope.payload)
         except ValidationError as exc:
-            return _reject(
+            return reject(
                 envelope, RejectionCode.INVALID, "the payload is invalid", field_errors(exc, "payload")
             )
         try:
             self._verifier.verify(authorization).require(route.payload_model.REQUIRED_ROLE)
         except AuthError as exc:
             code = RejectionCode.FORBIDDEN if exc.forbidden else RejectionCode.UNAUTHORIZED
-            return _reject(envelope, code, exc.message)
+            return reject(envelope, code, exc.message)
         async with self._locks.hold(f"{route.aggregate.aggregate_type}/{envelope.aggregate_id}"):
             return await self._decide_and_store(envelope, route, payload)
 
@@ -165,14 +145,14 @@ class CommandPipeline:
             message = (
                 f"expected version {envelope.expected_version} but the aggregate is at version {version}"
             )
-            return _reject(envelope, RejectionCode.CONFLICT, message)
+            return reject(envelope, RejectionCode.CONFLICT, message)
         try:
             state = aggregate.state_model.model_validate(head.state) if head else None
             events = aggregate.decide(state, payload, related)
         except RuleViolationError as exc:
-            return _reject(envelope, RejectionCode.RULE_VIOLATED, f"{exc.rule}: {exc.message}")
+            return reject(envelope, RejectionCode.RULE_VIOLATED, f"{exc.rule}: {exc.message}")
         except AggregateNotFoundError as exc:
-            return _reject(envelope, RejectionCode.NOT_FOUND, exc.message)
+            return reject(envelope, RejectionCode.NOT_FOUND, exc.message)
         return self._commit(envelope, aggregate, version, aggregate.fold(state, events), events)
 
     async def _head(
@@ -243,7 +223,7 @@ class CommandPipeline:
 
     async def _record(self, envelope: CommandEnvelope, code: RejectionCode, message: str) -> CommandResult:
         """Decisions about state are recorded, so a repeat of the command gets the same answer."""
-        return await self._timed(self._store.record_rejection(_reject(envelope, code, message)))
+        return await self._timed(self._store.record_rejection(reject(envelope, code, message)))
 
     async def _timed(self, operation: Awaitable[T]) -> T:
         started = time.perf_counter()
@@ -251,56 +231,3 @@ class CommandPipeline:
             return await operation
         finally:
             STORE_SECONDS.observe(time.perf_counter() - started)
-
-
-def outcome_label(outcome: CommandResult | NotACommand) -> str:
-    """A bounded label for metrics: never a value taken from input."""
-    if isinstance(outcome, NotACommand):
-        return "dead_lettered"
-    if isinstance(outcome, Rejected):
-        return f"rejected_{outcome.code.value}"
-    return "accepted"
-
-
-def _decode(raw: bytes | Mapping[str, Any]) -> Mapping[str, Any] | NotACommand:
-    if isinstance(raw, bytes | bytearray):
-        try:
-            raw = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return NotACommand("not_json", f"the record is not JSON: {exc}")
-    if not isinstance(raw, Mapping):
-        return NotACommand("not_an_object", "a command must be a JSON object")
-    try:
-        uuid.UUID(str(raw.get("command_id")))
-    except ValueError:
-        return NotACommand("no_command_id", "a command needs a UUID `command_id`")
-    return raw
-
-
-def _reject(
-    envelope: CommandEnvelope, code: RejectionCode, message: str, errors: list[FieldError] | None = None
-) -> Rejected:
-    return Rejected(
-        command_id=envelope.command_id,
-        command_type=envelope.type,
-        aggregate_id=envelope.aggregate_id,
-        correlation_id=envelope.correlation_id,
-        code=code,
-        message=message,
-        errors=errors or [],
-    )
-
-
-def _invalid(raw: Mapping[str, Any], message: str, errors: list[FieldError]) -> Rejected:
-    """A rejection for an envelope that failed validation: echo what can be echoed, as strings."""
-    metadata = raw.get("metadata")
-    correlation = metadata.get("correlation_id") if isinstance(metadata, Mapping) else None
-    return Rejected(
-        command_id=uuid.UUID(str(raw["command_id"])),
-        command_type=str(raw.get("type", ""))[:100],
-        aggregate_id=str(raw.get("aggregate_id", ""))[:128],
-        correlation_id=str(correlation or raw["command_id"])[:128],
-        code=RejectionCode.INVALID,
-        message=message,
-        errors=errors,
-    )

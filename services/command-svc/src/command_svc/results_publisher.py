@@ -6,8 +6,8 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
+from command_svc.intake import NotACommand
 from command_svc.metrics import DEAD_LETTERS
-from command_svc.pipeline import NotACommand
 from cqrs_shared.kafka_io import Headers, KafkaRecord, to_json
 from cqrs_shared.results import Accepted, Rejected
 from cqrs_shared.topics import TopicNames

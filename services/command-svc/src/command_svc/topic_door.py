@@ -15,8 +15,9 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
+from command_svc.intake import NotACommand, outcome_label
 from command_svc.metrics import COMMAND_SECONDS, COMMANDS
-from command_svc.pipeline import CommandPipeline, NotACommand, outcome_label
+from command_svc.pipeline import CommandPipeline
 from command_svc.results_publisher import ResultsPublisher
 from cqrs_shared.kafka_io import KafkaRecord
 from cqrs_shared.results import CommandResult

@@ -11,7 +11,8 @@ import pytest
 
 from command_svc.domain.decider import AggregateDefinition
 from command_svc.domain.shop import SHOP_AGGREGATES
-from command_svc.pipeline import CommandPipeline, NotACommand
+from command_svc.intake import NotACommand
+from command_svc.pipeline import CommandPipeline
 from command_svc.registry import CommandRegistry
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.consistency import ConsistencyToken

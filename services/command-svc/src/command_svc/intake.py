@@ -1,0 +1,86 @@
+"""The first stages of the pipeline, pure: bytes or JSON in, an envelope or a typed refusal out."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from cqrs_shared.envelopes import CommandEnvelope
+from cqrs_shared.results import CommandResult, FieldError, Rejected, RejectionCode
+
+
+@dataclass(frozen=True, slots=True)
+class NotACommand:
+    """Input that cannot be answered on `command-results` because it names no command."""
+
+    reason: str
+    detail: str
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    return [
+        FieldError(
+            loc=".".join([prefix, *map(str, err["loc"])] if prefix else map(str, err["loc"])) or "(root)",
+            message=err["msg"],
+            type=err["type"],
+        )
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def outcome_label(outcome: CommandResult | NotACommand) -> str:
+    """A bounded label for metrics: never a value taken from input."""
+    if isinstance(outcome, NotACommand):
+        return "dead_lettered"
+    if isinstance(outcome, Rejected):
+        return f"rejected_{outcome.code.value}"
+    return "accepted"
+
+
+def decode(raw: bytes | Mapping[str, Any]) -> Mapping[str, Any] | NotACommand:
+    if isinstance(raw, bytes | bytearray):
+        try:
+            raw = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return NotACommand("not_json", f"the record is not JSON: {exc}")
+    if not isinstance(raw, Mapping):
+        return NotACommand("not_an_object", "a command must be a JSON object")
+    try:
+        uuid.UUID(str(raw.get("command_id")))
+    except ValueError:
+        return NotACommand("no_command_id", "a command needs a UUID `command_id`")
+    return raw
+
+
+def reject(
+    envelope: CommandEnvelope, code: RejectionCode, message: str, errors: list[FieldError] | None = None
+) -> Rejected:
+    return Rejected(
+        command_id=envelope.command_id,
+        command_type=envelope.type,
+        aggregate_id=envelope.aggregate_id,
+        correlation_id=envelope.correlation_id,
+        code=code,
+        message=message,
+        errors=errors or [],
+    )
+
+
+def invalid(raw: Mapping[str, Any], message: str, errors: list[FieldError]) -> Rejected:
+    """A rejection for an envelope that failed validation: echo what can be echoed, as strings."""
+    metadata = raw.get("metadata")
+    correlation = metadata.get("correlation_id") if isinstance(metadata, Mapping) else None
+    return Rejected(
+        command_id=uuid.UUID(str(raw["command_id"])),
+        command_type=str(raw.get("type", ""))[:100],
+        aggregate_id=str(raw.get("aggregate_id", ""))[:128],
+        correlation_id=str(correlation or raw["command_id"])[:128],
+        code=RejectionCode.INVALID,
+        message=message,
+        errors=errors,
+    )
