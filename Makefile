@@ -17,7 +17,7 @@ deps: ## Install uv (if missing) and the locked Python dependencies
 up: deps ## Start the infrastructure and the three services, then run the demo
 	@$(STACK) up
 	@$(SERVICES) up
-	@$(UV) run --frozen python scripts/demo.py
+	@$(UV) run --frozen cqrs demo
 	@echo
 	@echo "Running:"
 	@$(STACK) status | sed 's/^/  /'
@@ -33,7 +33,7 @@ status: ## One line per component
 	@$(STACK) status; $(SERVICES) status
 
 demo: ## Run the demo against a running system
-	@$(UV) run --frozen python scripts/demo.py
+	@$(UV) run --frozen cqrs demo
 
 test: deps ## The whole suite (unit, integration, end-to-end) against the real servers
 	@$(STACK) up
@@ -45,7 +45,7 @@ test-unit: deps ## Unit tests only (no servers)
 lint: deps ## ruff and mypy --strict
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen ruff check .
-	@$(UV) run --frozen mypy shared/src services/*/src cli/src scripts conftest.py
+	@$(UV) run --frozen mypy shared/src services/*/src cli/src bench conftest.py
 	@# Test trees reuse module names (conftest, test_*), so each is checked on its own.
 	@for tree in shared/tests services/*/tests cli/tests tests; do $(UV) run --frozen mypy $$tree || exit 1; done
 

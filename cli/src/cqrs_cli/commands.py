@@ -22,6 +22,7 @@ app = typer.Typer(help="Send commands.", no_args_is_help=True)
 def _envelope(
     type_: str, aggregate: str, payload: str, expected_version: int | None, correlation: str | None
 ) -> dict[str, Any]:
+    """A validated command envelope built from command-line text."""
     try:
         body = json.loads(payload)
     except json.JSONDecodeError as exc:
@@ -42,9 +43,10 @@ def _envelope(
     return envelope
 
 
-async def _send_on_topic(
+async def send_on_topic(
     envelope: dict[str, Any], token: str | None, wait: float | None
 ) -> dict[str, Any] | None:
+    """Produce the command keyed by its aggregate; with `wait`, return its outcome (TimeoutError if none)."""
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     topics = TopicNames(os.environ.get("CQRS_TOPIC_PREFIX", ""))
     results = None
@@ -107,7 +109,7 @@ def send(
         typer.echo(json.dumps(response.json(), indent=2))
         raise typer.Exit(0 if response.is_success else 1)
     try:
-        outcome = asyncio.run(_send_on_topic(envelope, token, timeout if wait else None))
+        outcome = asyncio.run(send_on_topic(envelope, token, timeout if wait else None))
     except TimeoutError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(3) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cqrs_cli import commands, token
+from cqrs_cli import commands, demo, token
 
 app = typer.Typer(
     name="cqrs",
@@ -14,3 +14,4 @@ app = typer.Typer(
 )
 app.add_typer(commands.app, name="command")
 app.command("token")(token.mint)
+app.command("demo")(demo.run)
