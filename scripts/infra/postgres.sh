@@ -126,6 +126,22 @@ SELECT 'CREATE DATABASE cqrs OWNER cqrs ENCODING ''UTF8'' TEMPLATE template0'
 SELECT 'CREATE DATABASE ferretdb OWNER cqrs ENCODING ''UTF8'' TEMPLATE template0'
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'ferretdb') \gexec
 SQL
+  _pg_reader_role
+}
+
+# _pg_reader_role: the query service's read-only role cqrs_reader (password CQRS_READER_PASSWORD,
+# dev default cqrs_reader), with SELECT on schema `read` of database cqrs, including the views the
+# projector creates later (services/query-svc/sql/reader_grants.sql explains how). Sessions of the
+# role are read-only by default as well. Use it with
+# QUERY_SVC_DATABASE_URL=postgresql://cqrs_reader:cqrs_reader@127.0.0.1:5432/cqrs.
+_pg_reader_role() {
+  _psql -d postgres -v password="${CQRS_READER_PASSWORD:-cqrs_reader}" <<'SQL'
+SELECT 'CREATE ROLE cqrs_reader LOGIN'
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'cqrs_reader') \gexec
+ALTER ROLE cqrs_reader LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'password';
+ALTER ROLE cqrs_reader SET default_transaction_read_only = on;
+SQL
+  _psql -d cqrs -v writer=cqrs -v reader=cqrs_reader <"$REPO_ROOT/services/query-svc/sql/reader_grants.sql"
 }
 
 # _pg_pid: the postmaster pid while it runs (pg_ctl status itself copes with a stale postmaster.pid).
