@@ -5,9 +5,11 @@
 2. A group-less consumer assigned to every partition of the event topics replays them from offset
    0 (they are kept forever, see `event_topics`) through the same runtime as the live projector,
    into the new build, with its own offsets stored in it.
-3. When it is within `catch_up_lag` records of the end, it stops and activates the build: `read.*`
-   is repointed in one transaction. Live replicas notice at their next transaction and resume
-   from the new build's offsets, so the last records before the swap are projected by them.
+3. Cutover, once within `catch_up_lag` records of the end: in one transaction, the live build's
+   offsets table is locked (live batches pause for a moment), the new build is brought up to at
+   least those offsets on every partition, and `read.*` is repointed to it. So readers never go
+   back in time: the new build holds everything the old one showed. Live replicas notice the
+   switch at their next transaction and resume from the new build's offsets.
 A session advisory lock lets only one rebuild per projection run; an interrupted rebuild is resumed
 from its stored offsets by the next one (or discarded with `fresh=True`).
 """
@@ -15,17 +17,14 @@ from its stored offsets by the next one (or discarded with `fresh=True`).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cqrs_shared.kafka_io import make_producer
 from projector_svc.builds import (
     Build,
     activate,
+    active_schema,
     create_build,
     drop_build,
     ensure_active_build,
@@ -33,28 +32,29 @@ from projector_svc.builds import (
     migrate_build,
 )
 from projector_svc.dead_letters import DeadLetterSink
-from projector_svc.event_topics import partitions_of
 from projector_svc.pg import Connection, create_pool
+from projector_svc.positions import PartitionKey, stored_offsets
 from projector_svc.projection import Projection
-from projector_svc.runtime import ProjectorRuntime
-from projector_svc.service import prepare_topics, runtime_settings
+from projector_svc.replayer import Progress, Replayer, SwapTimeoutError
+from projector_svc.service import prepare_topics
 from projector_svc.settings import ProjectorSettings
 
 log = logging.getLogger(__name__)
 
 _LOCK_NAMESPACE = 0x43515253
+_SWAP_ATTEMPTS = 5
+#: Longest the live build's batches are paused for one cutover attempt.
+_SWAP_PAUSE_SECONDS = 5.0
+
+Report = Callable[[Progress], None]
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
-    build: str
-    #: `replaying` while catching up, `swapped` once active, `built` when asked not to swap.
-    phase: str
-    applied: int
-    remaining: int
-    events_per_second: float
-    eta_seconds: float | None
-    elapsed_seconds: float
+class RebuildOptions:
+    catch_up_lag: int = 200
+    fresh: bool = False
+    swap: bool = True
+    report_interval: float = 1.0
 
 
 class RebuildAlreadyRunningError(Exception):
@@ -64,44 +64,56 @@ class RebuildAlreadyRunningError(Exception):
 async def rebuild(
     settings: ProjectorSettings,
     projection: Projection,
-    *,
-    catch_up_lag: int = 200,
-    fresh: bool = False,
-    swap: bool = True,
-    report: Callable[[Progress], None] = lambda _: None,
-    report_interval: float = 1.0,
+    options: RebuildOptions = RebuildOptions(),
+    report: Report = lambda _: None,
 ) -> Build:
     """Build `projection` again from the event topics' history and (by default) swap it in."""
     topics = await prepare_topics(settings, projection)
-    pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
+    pool = await create_pool(settings.database_url.get_secret_value(), max_size=3)
+    producer = make_producer(settings.kafka_bootstrap_servers, client_id="projector-rebuild")
+    await producer.start()
+    lock_key = f"rebuild:{projection.name}"
     try:
-        async with pool.acquire() as lock:
-            if not await lock.fetchval(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_NAMESPACE, f"rebuild:{projection.name}"
+        async with pool.acquire() as control:
+            if not await control.fetchval(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_NAMESPACE, lock_key
             ):
                 raise RebuildAlreadyRunningError(f"a rebuild of {projection.name} is already running")
             try:
-                build = await _target_build(lock, projection, fresh=fresh)
-                producer = make_producer(settings.kafka_bootstrap_servers, client_id="projector-rebuild")
-                await producer.start()
-                try:
-                    sink = DeadLetterSink(producer, topics.events_dlq, projection=projection.name)
-                    catch_up = _CatchUp(settings, projection, pool, sink, build, report, report_interval)
-                    await catch_up.run(ProjectorRuntime.source_topics(projection, topics), catch_up_lag)
-                finally:
-                    await producer.stop()
-                if swap:
-                    await activate(lock, projection, build)
-                    log.info("swapped in %s", build.schema)
-                catch_up.report_now("swapped" if swap else "built", remaining=catch_up.remaining)
+                build = await _target_build(control, projection, fresh=options.fresh)
+                sink = DeadLetterSink(producer, topics.events_dlq, projection=projection.name)
+                async with Replayer(
+                    settings, projection, pool, sink, build, topics, report, options.report_interval
+                ) as replayer:
+                    await replayer.until_lag(options.catch_up_lag)
+                    if options.swap:
+                        await _cut_over(control, projection, build, replayer, options.catch_up_lag)
+                    replayer.report_now("swapped" if options.swap else "built")
                 return build
             finally:
-                await lock.execute(
-                    "SELECT pg_advisory_unlock($1, hashtext($2))",
-                    _LOCK_NAMESPACE,
-                    f"rebuild:{projection.name}",
+                await control.execute(
+                    "SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_NAMESPACE, lock_key
                 )
     finally:
+        await producer.stop()
+        await pool.close()
+
+
+async def catch_up(
+    settings: ProjectorSettings, projection: Projection, build: Build, report: Report = lambda _: None
+) -> None:
+    """Project into one given build from its stored offsets up to the end, without activating it
+    (e.g. to finish a retired build and compare it with the active one)."""
+    topics = await prepare_topics(settings, projection)
+    pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
+    producer = make_producer(settings.kafka_bootstrap_servers, client_id="projector-catch-up")
+    await producer.start()
+    try:
+        sink = DeadLetterSink(producer, topics.events_dlq, projection=projection.name)
+        async with Replayer(settings, projection, pool, sink, build, topics, report, 1.0) as replayer:
+            await replayer.until_lag(0)
+    finally:
+        await producer.stop()
         await pool.close()
 
 
@@ -109,12 +121,9 @@ async def _target_build(connection: Connection, projection: Projection, *, fresh
     """The unfinished build to resume, or a new one."""
     await ensure_active_build(connection, projection)
     unfinished = [b.build for b in await list_builds(connection, projection.name) if b.status == "building"]
-    if unfinished and not fresh:
-        resumed, stale = unfinished[-1], unfinished[:-1]
-    else:
-        resumed, stale = None, unfinished
-    for build in stale:
-        await drop_build(connection, build)
+    resumed = unfinished.pop() if unfinished and not fresh else None
+    for stale in unfinished:
+        await drop_build(connection, stale)
     if resumed is not None:
         await migrate_build(connection, projection, resumed)
         log.info("resuming the unfinished rebuild %s", resumed.schema)
@@ -122,92 +131,26 @@ async def _target_build(connection: Connection, projection: Projection, *, fresh
     return await create_build(connection, projection)
 
 
-class _CatchUp:
-    """Replays every partition into one build until the remaining lag is small, reporting progress."""
-
-    def __init__(
-        self,
-        settings: ProjectorSettings,
-        projection: Projection,
-        pool: asyncpg.Pool[asyncpg.Record],
-        sink: DeadLetterSink,
-        build: Build,
-        report: Callable[[Progress], None],
-        report_interval: float,
-    ) -> None:
-        self._settings = settings
-        self._projection = projection
-        self._pool = pool
-        self._sink = sink
-        self._build = build
-        self._report = report
-        self._interval = report_interval
-        self._started = time.monotonic()
-        self.applied = 0
-        self.remaining = 0
-        self._rate = 0.0
-
-    async def run(self, source_topics: list[str], catch_up_lag: int) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
-        await consumer.start()
+async def _cut_over(
+    control: Connection, projection: Projection, build: Build, replayer: Replayer, catch_up_lag: int
+) -> None:
+    for attempt in range(1, _SWAP_ATTEMPTS + 1):
         try:
-            partitions = await partitions_of(self._settings.kafka_bootstrap_servers, source_topics)
-            consumer.assign(partitions)
-            runtime = ProjectorRuntime(
-                self._projection,
-                self._pool,
-                consumer,
-                self._sink,
-                schema=self._build.schema,
-                settings=runtime_settings(self._settings),
-                advisory_commits=False,
-            )
-            await runtime.seek_to_stored(partitions)
-            await self._replay(consumer, runtime, partitions, catch_up_lag)
-        finally:
-            await consumer.stop()
-
-    async def _replay(
-        self,
-        consumer: AIOKafkaConsumer,
-        runtime: ProjectorRuntime,
-        partitions: list[TopicPartition],
-        catch_up_lag: int,
-    ) -> None:
-        window_start, window_applied = time.monotonic(), 0
-        while True:
-            applied = await runtime.step()
-            self.applied += applied
-            window_applied += applied
-            now = time.monotonic()
-            if now - window_start < self._interval and applied:
-                continue
-            ends = await consumer.end_offsets(partitions)
-            self.remaining = 0
-            for tp in partitions:
-                self.remaining += max(0, ends[tp] - await consumer.position(tp))
-            if now > window_start:
-                self._rate = window_applied / (now - window_start)
-            window_start, window_applied = now, 0
-            self.report_now("replaying", remaining=self.remaining)
-            if self.remaining <= catch_up_lag and runtime.consecutive_failures == 0:
-                return
-
-    def report_now(self, phase: str, *, remaining: int) -> None:
-        eta = remaining / self._rate if self._rate > 0 else None
-        self._report(
-            Progress(
-                self._build.schema,
-                phase,
-                self.applied,
-                remaining,
-                self._rate,
-                eta,
-                time.monotonic() - self._started,
-            )
-        )
+            async with control.transaction():
+                live = await active_schema(control, projection.name)
+                target: dict[PartitionKey, int] = {}
+                if live is not None:
+                    # SHARE conflicts with the live batches' writes: they wait until we commit.
+                    await control.execute(f'LOCK TABLE "{live}".partition_offsets IN SHARE MODE')
+                    target = await stored_offsets(control, live)
+                await replayer.until_offsets(control, target, within=_SWAP_PAUSE_SECONDS)
+                await activate(control, projection, build)
+        except SwapTimeoutError:
+            log.warning("cut-over attempt %d timed out; catching up again", attempt)
+            await replayer.until_lag(catch_up_lag)
+        else:
+            log.info("swapped in %s (it holds everything %s showed)", build.schema, live)
+            return
+    raise SwapTimeoutError(
+        f"{build.schema} could not catch up with the live build; it stays built, not active"
+    )
