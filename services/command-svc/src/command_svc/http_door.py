@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from command_svc.intake import NotACommand, outcome_label
+from command_svc.intake import DeadLetter, outcome_label
 from command_svc.metrics import COMMAND_SECONDS, COMMANDS
 from command_svc.pipeline import CommandPipeline
 from command_svc.results_publisher import ResultsPublisher
@@ -60,7 +60,7 @@ def command_router(
         outcome = await pipeline.handle(body, authorization)
         COMMAND_SECONDS.labels("http").observe(time.perf_counter() - started)
         COMMANDS.labels("http", outcome_label(outcome)).inc()
-        if isinstance(outcome, NotACommand):
+        if isinstance(outcome, DeadLetter):
             return problem_response(
                 400, "not-a-command", "Not a command", outcome.detail, reason=outcome.reason
             )

@@ -15,8 +15,12 @@ from cqrs_shared.results import CommandResult, FieldError, Rejected, RejectionCo
 
 
 @dataclass(frozen=True, slots=True)
-class NotACommand:
-    """Input that cannot be answered on `command-results` because it names no command."""
+class DeadLetter:
+    """A record for `commands.dlq` instead of an outcome: it names no command, or handling it crashed.
+
+    `reason` is a stable word (`not_json`, `not_an_object`, `no_command_id`, `too_large`,
+    `handler_error`); `detail` says what exactly was wrong.
+    """
 
     reason: str
     detail: str
@@ -33,27 +37,27 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
     ]
 
 
-def outcome_label(outcome: CommandResult | NotACommand) -> str:
+def outcome_label(outcome: CommandResult | DeadLetter) -> str:
     """A bounded label for metrics: never a value taken from input."""
-    if isinstance(outcome, NotACommand):
+    if isinstance(outcome, DeadLetter):
         return "dead_lettered"
     if isinstance(outcome, Rejected):
         return f"rejected_{outcome.code.value}"
     return "accepted"
 
 
-def decode(raw: bytes | Mapping[str, Any]) -> Mapping[str, Any] | NotACommand:
+def decode(raw: bytes | Mapping[str, Any]) -> Mapping[str, Any] | DeadLetter:
     if isinstance(raw, bytes | bytearray):
         try:
             raw = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return NotACommand("not_json", f"the record is not JSON: {exc}")
+            return DeadLetter("not_json", f"the record is not JSON: {exc}")
     if not isinstance(raw, Mapping):
-        return NotACommand("not_an_object", "a command must be a JSON object")
+        return DeadLetter("not_an_object", "a command must be a JSON object")
     try:
         uuid.UUID(str(raw.get("command_id")))
     except ValueError:
-        return NotACommand("no_command_id", "a command needs a UUID `command_id`")
+        return DeadLetter("no_command_id", "a command needs a UUID `command_id`")
     return raw
 
 

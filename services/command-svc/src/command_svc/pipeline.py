@@ -2,7 +2,7 @@
 
 decode -> validate -> authorize -> answer a repeat -> load state -> decide -> store atomically -> hand
 the commit to the relay. Every command that is a command gets exactly one outcome; input that is not
-even a command (not JSON, no command id) is reported as `NotACommand` for the door to dead-letter.
+even a command (not JSON, no command id) is reported as `DeadLetter` for the door to dead-letter.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from command_svc.domain.decider import AggregateDefinition, AggregateNotFoundError, RuleViolationError
 from command_svc.head_cache import HeadCache
-from command_svc.intake import NotACommand, decode, field_errors, invalid, reject
+from command_svc.intake import DeadLetter, decode, field_errors, invalid, reject
 from command_svc.keyed_locks import KeyedLocks
 from command_svc.metrics import STORE_SECONDS
 from command_svc.registry import CommandRegistry, CommandRoute
@@ -63,9 +63,9 @@ class CommandPipeline:
 
     async def handle(
         self, raw: bytes | Mapping[str, Any], authorization: str | None
-    ) -> CommandResult | NotACommand:
+    ) -> CommandResult | DeadLetter:
         decoded = decode(raw)
-        if isinstance(decoded, NotACommand):
+        if isinstance(decoded, DeadLetter):
             return decoded
         try:
             envelope = CommandEnvelope.model_validate(decoded)

@@ -6,7 +6,7 @@ import asyncio
 
 from aiokafka import AIOKafkaProducer
 
-from command_svc.intake import NotACommand
+from command_svc.intake import DeadLetter
 from command_svc.metrics import DEAD_LETTERS
 from cqrs_shared.kafka_io import Headers, KafkaRecord, to_json
 from cqrs_shared.results import Accepted, Rejected
@@ -30,7 +30,7 @@ class ResultsPublisher:
             ],
         )
 
-    async def send_dead_letter(self, record: KafkaRecord, problem: NotACommand) -> asyncio.Future[object]:
+    async def send_dead_letter(self, record: KafkaRecord, problem: DeadLetter) -> asyncio.Future[object]:
         """The raw record, unchanged, with why it was refused and where it came from in headers."""
         DEAD_LETTERS.labels(problem.reason).inc()
         headers: Headers = [

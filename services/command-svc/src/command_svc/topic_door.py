@@ -4,7 +4,9 @@ Offsets are committed only after every command of a batch has its outcome stored
 record acknowledged by Kafka (at-least-once in; the idempotent pipeline makes the effect once).
 Within a batch, commands of different aggregates run concurrently and one aggregate's commands run
 in their topic order. If the store or Kafka fails, the batch is not committed: the consumer seeks
-back and the same records come again after a pause.
+back and the same records come again after a pause. Any other exception is a bug in handling that
+one command: retrying cannot help and would block its partition, so the record is dead-lettered
+with the error and the batch goes on.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-from command_svc.intake import NotACommand, outcome_label
+from aiokafka.errors import KafkaError
+
+from command_svc.intake import DeadLetter, outcome_label
 from command_svc.metrics import COMMAND_SECONDS, COMMANDS
 from command_svc.pipeline import CommandPipeline
 from command_svc.results_publisher import ResultsPublisher
 from cqrs_shared.kafka_io import KafkaRecord
 from cqrs_shared.results import CommandResult
+from cqrs_shared.write_store import WriteStoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +58,29 @@ class TopicDoor:
         async with self._slots:
             return [await self._handle(record) for record in records]
 
+    async def _handle_command(self, record: Record, value: bytes) -> CommandResult | DeadLetter:
+        authorization = dict(record.headers or ()).get("authorization")
+        try:
+            return await self._pipeline.handle(
+                value, authorization.decode(errors="replace") if authorization is not None else None
+            )
+        except (WriteStoreUnavailableError, KafkaError):
+            raise
+        except Exception as exc:
+            log.exception("handling %s[%d]@%d crashed", record.topic, record.partition, record.offset)
+            return DeadLetter("handler_error", f"{type(exc).__name__}: {exc}")
+
     async def _handle(self, record: Record) -> asyncio.Future[object]:
         started = time.perf_counter()
         value = record.value or b""
-        outcome: CommandResult | NotACommand
+        outcome: CommandResult | DeadLetter
         if len(value) > self._max_bytes:
-            outcome = NotACommand("too_large", f"{len(value)} bytes exceeds the limit of {self._max_bytes}")
+            outcome = DeadLetter("too_large", f"{len(value)} bytes exceeds the limit of {self._max_bytes}")
         else:
-            authorization = dict(record.headers or ()).get("authorization")
-            outcome = await self._pipeline.handle(
-                value, authorization.decode(errors="replace") if authorization is not None else None
-            )
+            outcome = await self._handle_command(record, value)
         COMMAND_SECONDS.labels("topic").observe(time.perf_counter() - started)
         COMMANDS.labels("topic", outcome_label(outcome)).inc()
-        if isinstance(outcome, NotACommand):
+        if isinstance(outcome, DeadLetter):
             log.warning(
                 "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, outcome.detail
             )

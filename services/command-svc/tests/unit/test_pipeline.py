@@ -11,7 +11,7 @@ import pytest
 
 from command_svc.domain.decider import AggregateDefinition
 from command_svc.domain.shop import SHOP_AGGREGATES
-from command_svc.intake import NotACommand
+from command_svc.intake import DeadLetter
 from command_svc.pipeline import CommandPipeline
 from command_svc.registry import CommandRegistry
 from cqrs_shared.auth import TokenVerifier
@@ -106,7 +106,7 @@ async def test_input_that_names_no_command_is_not_a_command(
     pipeline: CommandPipeline, raw: bytes, reason: str
 ) -> None:
     outcome = await pipeline.handle(raw, None)
-    assert isinstance(outcome, NotACommand)
+    assert isinstance(outcome, DeadLetter)
     assert outcome.reason == reason
 
 
