@@ -26,6 +26,9 @@ from query_svc.sql import Condition, SortOrder
 
 #: Values one equality filter may list (`?status=a&status=b` is `status IN (a, b)`).
 MAX_IN_VALUES = 100
+#: Consistency tokens are base64url; cursors are two base64url parts joined by a dot.
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]+$"  # noqa: S105  # a format, not a secret
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
 WAIT_PARAMETERS = frozenset({"after", "max_wait_ms"})
 TOKEN_HEADER = "X-Consistency-Token"  # noqa: S105  # a header name, not a secret
 
@@ -83,7 +86,11 @@ def read_options_dependency(default_wait_ms: int, wait_cap_ms: int) -> Callable[
     def read_options(
         after: Annotated[
             str | None,
-            Query(max_length=1024, description="A consistency token: answer once the view reflects it."),
+            Query(
+                max_length=1024,
+                pattern=TOKEN_PATTERN,
+                description="A consistency token: answer once the view reflects it.",
+            ),
         ] = None,
         max_wait_ms: Annotated[
             int | None,
@@ -92,7 +99,8 @@ def read_options_dependency(default_wait_ms: int, wait_cap_ms: int) -> Callable[
             ),
         ] = None,
         x_consistency_token: Annotated[
-            str | None, Header(max_length=1024, description="Same as `after`, as a header.")
+            str | None,
+            Header(max_length=1024, pattern=TOKEN_PATTERN, description="Same as `after`, as a header."),
         ] = None,
         if_none_match: Annotated[str | None, Header(max_length=4096)] = None,
     ) -> ReadOptions:
@@ -194,7 +202,9 @@ def collection_parameters(view: View) -> CollectionParameters:
     sort_type = cast(Any, Literal)[view.sort_options]
     signature: list[inspect.Parameter] = [
         _parameter("limit", Annotated[int, Query(ge=1, le=view.max_limit)], view.default_limit),
-        _parameter("cursor", Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)]),
+        _parameter(
+            "cursor", Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, pattern=CURSOR_PATTERN)]
+        ),
         _parameter(
             "sort",
             Annotated[

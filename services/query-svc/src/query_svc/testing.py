@@ -2,7 +2,8 @@
 
 - `serve_in_process(app)`: runs the lifespan and yields an httpx client over ASGI (no sockets).
 - `serve_live(app)`: a real uvicorn server on a free loopback port in the running event loop, for
-  what ASGI transports cannot do (streams, slow clients).
+  what ASGI transports cannot do (streams, slow clients); `serve_in_thread(app)` runs one in a
+  thread with its own loop, for synchronous clients (schemathesis).
 - `insert_rows`, `record_applied`, `record_offsets`: write a build schema the way the projector
   does (rows, applied versions with their `pg_notify`, partition offsets), using declarations
   only, so a test can stand in for the projector without running Kafka.
@@ -13,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +62,26 @@ async def serve_live(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, *, timeout: float = 30.0) -> Iterator[str]:
+    """The app behind a real HTTP server in a background thread; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="query-svc-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
 
 
 def _copy_value(column_type: ColumnType, value: Any) -> Any:
