@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cqrs_cli import commands, demo, token
+from cqrs_cli import commands, demo, dlq, projector, token
 
 app = typer.Typer(
     name="cqrs",
@@ -13,5 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(commands.app, name="command")
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(projector.app, name="projector")
 app.command("token")(token.mint)
 app.command("demo")(demo.run)

@@ -11,16 +11,19 @@ other settings they carry (AlterConfigs replaces a topic's whole dynamic configu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
 
+PartitionEnds = dict[tuple[str, int], int]
 RETAIN_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 #: `config_source` of a configuration set on the topic itself (DescribeConfigs).
 _DYNAMIC_TOPIC_CONFIG = 1
@@ -77,3 +80,33 @@ async def partitions_of(bootstrap_servers: str, names: Sequence[str]) -> list[To
     finally:
         await admin.close()
     return sorted(TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"])
+
+
+async def end_offsets(bootstrap: str, topic_names: Sequence[str]) -> PartitionEnds:
+    """The current end offset of every partition of the topics."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = await partitions_of(bootstrap, topic_names)
+        ends = await consumer.end_offsets(partitions)
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, *, within: float = 10.0) -> list[Any]:
+    """Every record now on a topic, from its beginning."""
+    ends = await end_offsets(bootstrap, [topic])
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while len(records) < sum(ends.values()) and asyncio.get_running_loop().time() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records

@@ -87,6 +87,15 @@ async def list_parked(
     ]
 
 
+async def parked_counts(connection: Connection, projection: str) -> dict[str, int]:
+    """How many events are parked in the active build, by reason."""
+    schema = await _schema(connection, projection)
+    rows = await connection.fetch(
+        f'SELECT reason, count(*) AS n FROM "{schema}".parked_events GROUP BY reason'  # noqa: S608  # schema from projector.builds
+    )
+    return {r["reason"]: r["n"] for r in rows}
+
+
 async def request_replay(
     connection: Connection, projection: str, aggregates: Sequence[AggregateKey] = ()
 ) -> list[AggregateKey]:

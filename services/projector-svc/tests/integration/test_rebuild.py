@@ -78,7 +78,10 @@ async def test_a_rebuild_under_load_swaps_in_a_copy_equal_to_the_live_view(
     ]
     try:
         build = await rebuild(
-            settings, ShopProjection(), RebuildOptions(catch_up_lag=3000, report_interval=0.25), progress.append
+            settings,
+            ShopProjection(),
+            RebuildOptions(catch_up_lag=3000, report_interval=0.25),
+            progress.append,
         )
         await asyncio.sleep(0.5)  # live traffic continues into the new build
     finally:

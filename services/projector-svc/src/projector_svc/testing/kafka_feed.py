@@ -4,17 +4,17 @@ ways tests need: duplicates, raw bytes, hand-made envelopes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from types import TracebackType
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.kafka_io import event_headers, make_producer, to_json
 from cqrs_shared.topics import TopicNames
-from projector_svc.event_topics import partitions_of
+from projector_svc.event_topics import PartitionEnds, end_offsets, read_all
 
-PartitionEnds = dict[tuple[str, int], int]
+__all__ = ["EventFeed", "PartitionEnds", "end_offsets", "read_all"]
 
 
 class EventFeed:
@@ -52,33 +52,3 @@ class EventFeed:
 
     async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         await self._producer.send_and_wait(topic, value=value, key=key)
-
-
-async def end_offsets(bootstrap: str, topic_names: Sequence[str]) -> PartitionEnds:
-    """The current end offset of every partition of the topics."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        partitions = await partitions_of(bootstrap, topic_names)
-        ends = await consumer.end_offsets(partitions)
-        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def read_all(bootstrap: str, topic: str, *, within: float = 10.0) -> list[object]:
-    """Every record now on a topic, from its beginning."""
-    ends = await end_offsets(bootstrap, [topic])
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: list[object] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + within
-        while len(records) < sum(ends.values()) and asyncio.get_running_loop().time() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
