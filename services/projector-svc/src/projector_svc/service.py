@@ -72,7 +72,7 @@ class ProjectorService:
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=settings.consumer_group,
+            group_id=settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",

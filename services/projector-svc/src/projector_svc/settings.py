@@ -27,3 +27,9 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings):
     maintenance_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
     #: The projection (view) this process runs; see `projector_svc.views.PROJECTIONS`.
     view: str = "shop"
+
+    @property
+    def group_id(self) -> str:
+        """The Kafka consumer group: prefixed like the topics, so tenants and tests sharing a
+        cluster never join each other's group."""
+        return f"{self.topic_prefix}{self.consumer_group}"

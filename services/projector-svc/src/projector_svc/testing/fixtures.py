@@ -38,7 +38,9 @@ def topics(topic_prefix: str) -> TopicNames:
 
 
 @pytest.fixture
-async def feed(settings: ProjectorSettings, kafka_bootstrap: str, topics: TopicNames) -> AsyncIterator[EventFeed]:
+async def feed(
+    settings: ProjectorSettings, kafka_bootstrap: str, topics: TopicNames
+) -> AsyncIterator[EventFeed]:
     await prepare_topics(settings, ShopProjection())
     async with EventFeed(kafka_bootstrap, topics) as feed:
         yield feed

@@ -7,7 +7,7 @@ import time
 
 from projector_svc.pg import Connection
 from projector_svc.testing.kafka_feed import PartitionEnds
-from projector_svc.testing.shop_fold import ShopRows
+from projector_svc.testing.shop_fold import Row, ShopRows
 
 
 async def read_rows(connection: Connection, schema: str = "read") -> ShopRows:
@@ -48,8 +48,15 @@ def diff(actual: ShopRows, expected: ShopRows, *, limit: int = 5) -> list[str]:
     for table in ("customers", "orders"):
         got, want = getattr(actual, table), getattr(expected, table)
         for key in sorted(set(got) | set(want)):
-            if got.get(key) != want.get(key):
-                out.append(f"{table}[{key}]: got {got.get(key)} want {want.get(key)}")
+            a, b = got.get(key), want.get(key)
+            if a != b:
+                if a is not None and b is not None:
+                    a, b = _differing(a, b), _differing(b, a)
+                out.append(f"{table}[{key}]: got {a} want {b}")
                 if len(out) >= limit:
                     return out
     return out
+
+
+def _differing(row: Row, other: Row) -> Row:
+    return {k: v for k, v in row.items() if other.get(k) != v}

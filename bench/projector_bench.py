@@ -1,0 +1,232 @@
+"""Projector throughput and staleness, each next to a raw limit measured in the same run.
+
+Against the real local stack, in a fresh database and topic prefix:
+1. raw limits: consuming the event records with a bare aiokafka consumer; decoding them as event
+   envelopes; inserting rows shaped like `orders` with one `unnest` statement per 2,000 rows;
+2. steady state: a projector process (the real service) drains a backlog of N events produced while
+   it runs: events/s from the first record to the last one visible;
+3. rebuild: `cqrs projector rebuild shop` (the real CLI) rebuilds the same history; events/s;
+4. staleness at a moderate load (`--rate` events/s for `--seconds`): event appended to Kafka ->
+   row visible (the transaction's `pg_notify` reaching a listener), p50/p99, next to the raw
+   Kafka append -> consume latency of the same records, measured at the same time.
+Run: `uv run python -m bench.projector_bench` (`--events 40000 --rate 500 --seconds 10`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+from tests.e2e.harness import ServiceProcess, free_port
+
+from cqrs_shared.envelopes import EventEnvelope, utc_now
+from cqrs_shared.topics import TopicNames
+from projector_svc.event_topics import end_offsets, partitions_of
+from projector_svc.notify import CHANNEL
+from projector_svc.service import prepare_topics
+from projector_svc.settings import ProjectorSettings
+from projector_svc.table_rows import Table
+from projector_svc.testing.kafka_feed import EventFeed
+from projector_svc.testing.shop_history import ShopHistory
+from projector_svc.testing.views_io import wait_for_offsets
+from projector_svc.views.shop import ORDERS, ShopProjection
+
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def raw_consume(names: list[str], total: int) -> tuple[float, list[bytes]]:
+    """Records/s of a bare consumer reading everything from the start; returns the values too."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    consumer.assign(await partitions_of(BOOTSTRAP, names))
+    values: list[bytes] = []
+    started = time.perf_counter()
+    try:
+        while len(values) < total:
+            for batch in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                values.extend(r.value for r in batch)
+    finally:
+        await consumer.stop()
+    return len(values) / (time.perf_counter() - started), values
+
+
+def raw_decode(values: list[bytes]) -> float:
+    started = time.perf_counter()
+    for value in values:
+        EventEnvelope.model_validate_json(value)
+    return len(values) / (time.perf_counter() - started)
+
+
+async def raw_unnest(dsn: str, count: int) -> float:
+    """Rows/s of one `INSERT ... SELECT FROM unnest(...)` per 2,000 order rows, one transaction each."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("CREATE SCHEMA raw; CREATE TABLE raw.orders (LIKE shop_b1.orders INCLUDING ALL)")
+        await connection.execute("SET search_path TO raw")
+        now = utc_now()
+        rows = [
+            {"id": f"o{i}", "customer_id": f"c{i % 997}", "customer_name": "N", "status": "placed", "currency": "EUR",
+             "total": 12, "line_count": 1, "lines": [{"sku": "a", "quantity": 1, "unit_price": "12.00"}],
+             "placed_at": now, "updated_at": now, "version": 1}
+            for i in range(count)
+        ]  # fmt: skip
+        table = Table("orders", ORDERS.columns)
+        started = time.perf_counter()
+        for start in range(0, count, 2000):
+            async with connection.transaction():
+                await table.upsert(connection, rows[start : start + 2000])
+        return count / (time.perf_counter() - started)
+    finally:
+        await connection.close()
+
+
+async def drain(pool: asyncpg.Pool[asyncpg.Record], names: list[str], feed: EventFeed, events: list[Any]) -> float:
+    """Events/s of the running projector working off a backlog produced as fast as possible."""
+    started = time.perf_counter()
+    await feed.send(events)
+    async with pool.acquire() as connection:
+        await wait_for_offsets(connection, await end_offsets(BOOTSTRAP, names), within=600)
+    return len(events) / (time.perf_counter() - started)
+
+
+def rebuild_with_cli(env: dict[str, str]) -> tuple[float, str]:
+    done = subprocess.run(  # noqa: S603  # fixed argv
+        [str(Path(sys.executable).parent / "cqrs"), "projector", "rebuild", "shop"],
+        env=env, capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    last = done.stdout.strip().splitlines()[-1]
+    return float(last.rsplit("(", 1)[1].split()[0].replace(",", "")), last
+
+
+async def staleness(dsn: str, feed: EventFeed, history: ShopHistory, rate: int, seconds: float) -> dict[str, list[float]]:
+    """Append -> row visible (via the projector's notifications) and append -> raw consume, in ms."""
+    sent: dict[tuple[str, str, int], float] = {}
+    visible: list[float] = []
+    raw: list[float] = []
+    pending: dict[tuple[str, str], list[int]] = {}
+
+    def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
+        now = time.time()
+        for kind, ident, version in json.loads(payload)["changes"]:
+            waiting = pending.get((kind, ident), [])
+            while waiting and waiting[0] <= version:  # a batch notifies the last version it applied
+                visible.append((now - sent[(kind, ident, waiting.pop(0))]) * 1000)
+
+    listener = await asyncpg.connect(dsn)
+    await listener.add_listener(CHANNEL, on_notify)
+    names = [feed.topics.events("customer"), feed.topics.events("order")]
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
+    await consumer.start()
+    consumer.assign(await partitions_of(BOOTSTRAP, names))
+    await consumer.seek_to_end()
+    stop = asyncio.Event()
+
+    async def consume() -> None:
+        while not stop.is_set():
+            for batch in (await consumer.getmany(timeout_ms=100)).values():
+                now = time.time()
+                for r in batch:
+                    e = json.loads(r.value)
+                    raw.append((now - sent[(e["aggregate_type"], e["aggregate_id"], e["version"])]) * 1000)
+
+    reader = asyncio.create_task(consume())
+    tick, per_tick = 0.02, max(1, int(rate * 0.02))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        events = history.take(per_tick)
+        for e in events:
+            sent[(e.aggregate_type, e.aggregate_id, e.version)] = time.time()
+            pending.setdefault((e.aggregate_type, e.aggregate_id), []).append(e.version)
+        await feed.send(events)
+        await asyncio.sleep(tick)
+    await asyncio.sleep(2.0)
+    stop.set()
+    await reader
+    await consumer.stop()
+    await listener.close()
+    return {"visible": visible, "raw": raw, "sent": [float(len(sent))]}
+
+
+async def main(events: int, rate: int, seconds: float) -> None:
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{database}"')
+    dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path=f"/{database}"))
+    topics = TopicNames(prefix)
+    names = [topics.events("customer"), topics.events("order")]
+    env = {**os.environ, "DATABASE_URL": dsn, "CQRS_TOPIC_PREFIX": prefix, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+           "LOG_LEVEL": "WARNING", "PROJECTOR_SVC_PORT": str(free_port())}  # fmt: skip
+    settings = ProjectorSettings(database_url=dsn, topic_prefix=prefix, kafka_bootstrap_servers=BOOTSTRAP)
+    await prepare_topics(settings, ShopProjection())
+    log = Path(tempfile.mkdtemp()) / "projector.log"
+    projector = ServiceProcess("projector_svc", int(env["PROJECTOR_SVC_PORT"]), env, log).start()
+    history = ShopHistory(seed=7, clock=utc_now)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await asyncio.to_thread(projector.wait_ready)
+        async with EventFeed(BOOTSTRAP, topics) as feed:
+            steady = await drain(pool, names, feed, history.take(events))
+            consume_rate, values = await raw_consume(names, events)
+            decode_rate = raw_decode(values)
+            insert_rate = await raw_unnest(dsn, events)
+            lag = await staleness(dsn, feed, history, rate, seconds)
+        rebuild_rate, rebuild_line = await asyncio.to_thread(rebuild_with_cli, env)
+    finally:
+        projector.stop()
+        await pool.close()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+    report(events, steady, rebuild_rate, rebuild_line, consume_rate, decode_rate, insert_rate, lag, rate)
+
+
+def report(
+    events: int, steady: float, rebuild: float, rebuild_line: str, consume: float, decode: float,
+    insert: float, lag: dict[str, list[float]], rate: int,
+) -> None:  # fmt: skip
+    visible, raw = lag["visible"], lag["raw"]
+    print(f"projector benchmark, {events:,} shop events, 3 partitions per topic, {os.cpu_count()} CPUs")
+    print("raw limits (same run):")
+    print(f"  bare aiokafka consume          {consume:>10,.0f} records/s")
+    print(f"  envelope decode (pydantic)     {decode:>10,.0f} events/s")
+    print(f"  asyncpg unnest insert, orders  {insert:>10,.0f} rows/s")
+    print("projector:")
+    print(f"  steady state (live process)    {steady:>10,.0f} events/s   "
+          f"= {steady / consume:.2f} x consume, {steady / insert:.2f} x insert, {steady / decode:.2f} x decode")  # fmt: skip
+    print(f"  rebuild (cqrs projector ...)   {rebuild:>10,.0f} events/s   "
+          f"= {rebuild / consume:.2f} x consume, {rebuild / insert:.2f} x insert")  # fmt: skip
+    print(f"    {rebuild_line}")
+    print(f"staleness at {rate} events/s ({len(visible):,} of {int(lag['sent'][0]):,} events seen visible):")
+    p50, p99 = percentile(visible, 0.5), percentile(visible, 0.99)
+    r50, r99 = percentile(raw, 0.5), percentile(raw, 0.99)
+    print(f"  append -> row visible          p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   mean {statistics.mean(visible):.1f} ms")
+    print(f"  append -> raw consume          p50 {r50:7.1f} ms   p99 {r99:7.1f} ms")
+    print(f"  ratio                          p50 {p50 / r50:7.1f} x    p99 {p99 / r99:7.1f} x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--rate", type=int, default=500, help="events/s for the staleness run")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.rate, args.seconds))
