@@ -80,15 +80,14 @@ async def raw_unnest(dsn: str, count: int) -> float:
     """Rows/s of one `INSERT ... SELECT FROM unnest(...)` per 2,000 order rows, one transaction each."""
     connection = await asyncpg.connect(dsn)
     try:
-        await connection.execute("CREATE SCHEMA raw; CREATE TABLE raw.orders (LIKE shop_b1.orders INCLUDING ALL)")
+        await connection.execute("CREATE SCHEMA raw")
+        await connection.execute("CREATE TABLE raw.orders (LIKE shop_b1.orders INCLUDING ALL)")
         await connection.execute("SET search_path TO raw")
         now = utc_now()
-        rows = [
-            {"id": f"o{i}", "customer_id": f"c{i % 997}", "customer_name": "N", "status": "placed", "currency": "EUR",
-             "total": 12, "line_count": 1, "lines": [{"sku": "a", "quantity": 1, "unit_price": "12.00"}],
-             "placed_at": now, "updated_at": now, "version": 1}
-            for i in range(count)
-        ]  # fmt: skip
+        lines = [{"sku": "a", "quantity": 1, "unit_price": "12.00"}]
+        row = {"customer_name": "N", "status": "placed", "currency": "EUR", "total": 12, "line_count": 1}
+        row |= {"lines": lines, "placed_at": now, "updated_at": now, "version": 1}
+        rows = [{**row, "id": f"o{i}", "customer_id": f"c{i % 997}"} for i in range(count)]
         table = Table("orders", ORDERS.columns)
         started = time.perf_counter()
         for start in range(0, count, 2000):
@@ -99,7 +98,9 @@ async def raw_unnest(dsn: str, count: int) -> float:
         await connection.close()
 
 
-async def drain(pool: asyncpg.Pool[asyncpg.Record], names: list[str], feed: EventFeed, events: list[Any]) -> float:
+async def drain(
+    pool: asyncpg.Pool[asyncpg.Record], names: list[str], feed: EventFeed, events: list[Any]
+) -> float:
     """Events/s of the running projector working off a backlog produced as fast as possible."""
     started = time.perf_counter()
     await feed.send(events)
@@ -117,16 +118,18 @@ def rebuild_with_cli(env: dict[str, str]) -> tuple[float, str]:
     return float(last.rsplit("(", 1)[1].split()[0].replace(",", "")), last
 
 
-async def staleness(dsn: str, feed: EventFeed, history: ShopHistory, rate: int, seconds: float) -> dict[str, list[float]]:
+async def staleness(
+    dsn: str, feed: EventFeed, history: ShopHistory, rate: int, seconds: float
+) -> dict[str, list[float]]:
     """Append -> row visible (via the projector's notifications) and append -> raw consume, in ms."""
     sent: dict[tuple[str, str, int], float] = {}
     visible: list[float] = []
     raw: list[float] = []
     pending: dict[tuple[str, str], list[int]] = {}
 
-    def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
+    def on_notify(_c: object, _pid: int, _channel: str, payload: object) -> None:
         now = time.time()
-        for kind, ident, version in json.loads(payload)["changes"]:
+        for kind, ident, version in json.loads(str(payload))["changes"]:
             waiting = pending.get((kind, ident), [])
             while waiting and waiting[0] <= version:  # a batch notifies the last version it applied
                 visible.append((now - sent[(kind, ident, waiting.pop(0))]) * 1000)
@@ -146,7 +149,8 @@ async def staleness(dsn: str, feed: EventFeed, history: ShopHistory, rate: int, 
                 now = time.time()
                 for r in batch:
                     e = json.loads(r.value)
-                    raw.append((now - sent[(e["aggregate_type"], e["aggregate_id"], e["version"])]) * 1000)
+                    position = (e["aggregate_type"], e["aggregate_id"], e["version"])
+                    raw.append((now - sent[position]) * 1000)
 
     reader = asyncio.create_task(consume())
     tick, per_tick = 0.02, max(1, int(rate * 0.02))
@@ -174,8 +178,13 @@ async def main(events: int, rate: int, seconds: float) -> None:
     dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path=f"/{database}"))
     topics = TopicNames(prefix)
     names = [topics.events("customer"), topics.events("order")]
-    env = {**os.environ, "DATABASE_URL": dsn, "CQRS_TOPIC_PREFIX": prefix, "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
-           "LOG_LEVEL": "WARNING", "PROJECTOR_SVC_PORT": str(free_port())}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "CQRS_TOPIC_PREFIX": prefix,
+        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+    }
+    env |= {"LOG_LEVEL": "WARNING", "PROJECTOR_SVC_PORT": str(free_port())}
     settings = ProjectorSettings(database_url=dsn, topic_prefix=prefix, kafka_bootstrap_servers=BOOTSTRAP)
     await prepare_topics(settings, ShopProjection())
     log = Path(tempfile.mkdtemp()) / "projector.log"
@@ -210,15 +219,18 @@ def report(
     print(f"  envelope decode (pydantic)     {decode:>10,.0f} events/s")
     print(f"  asyncpg unnest insert, orders  {insert:>10,.0f} rows/s")
     print("projector:")
-    print(f"  steady state (live process)    {steady:>10,.0f} events/s   "
-          f"= {steady / consume:.2f} x consume, {steady / insert:.2f} x insert, {steady / decode:.2f} x decode")  # fmt: skip
-    print(f"  rebuild (cqrs projector ...)   {rebuild:>10,.0f} events/s   "
-          f"= {rebuild / consume:.2f} x consume, {rebuild / insert:.2f} x insert")  # fmt: skip
+    ratios = (
+        f"{steady / consume:.2f} x consume, {steady / insert:.2f} x insert, {steady / decode:.2f} x decode"
+    )
+    print(f"  steady state (live process)    {steady:>10,.0f} events/s   = {ratios}")
+    ratios = f"{rebuild / consume:.2f} x consume, {rebuild / insert:.2f} x insert"
+    print(f"  rebuild (cqrs projector ...)   {rebuild:>10,.0f} events/s   = {ratios}")
     print(f"    {rebuild_line}")
     print(f"staleness at {rate} events/s ({len(visible):,} of {int(lag['sent'][0]):,} events seen visible):")
     p50, p99 = percentile(visible, 0.5), percentile(visible, 0.99)
     r50, r99 = percentile(raw, 0.5), percentile(raw, 0.99)
-    print(f"  append -> row visible          p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   mean {statistics.mean(visible):.1f} ms")
+    mean = statistics.mean(visible)
+    print(f"  append -> row visible          p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   mean {mean:.1f} ms")
     print(f"  append -> raw consume          p50 {r50:7.1f} ms   p99 {r99:7.1f} ms")
     print(f"  ratio                          p50 {p50 / r50:7.1f} x    p99 {p99 / r99:7.1f} x")
 

@@ -36,7 +36,8 @@ async def _send(
 async def _visible(connection: asyncpg.Connection[asyncpg.Record], token: ConsistencyToken) -> None:
     for _ in range(300):
         version = await connection.fetchval(
-            "SELECT version FROM read.shop_aggregate_versions WHERE aggregate_type = $1 AND aggregate_id = $2",
+            "SELECT version FROM read.shop_aggregate_versions "
+            "WHERE aggregate_type = $1 AND aggregate_id = $2",
             token.aggregate_type,
             token.aggregate_id,
         )

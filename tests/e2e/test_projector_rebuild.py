@@ -74,7 +74,7 @@ async def test_cqrs_projector_rebuild_under_live_load_swaps_in_an_equal_copy(
     names = [topics.events("customer"), topics.events("order")]
     history = ShopHistory(seed=41)
     sent = history.take(10_000)
-    stop, seen, errors = asyncio.Event(), [], []
+    stop, seen, errors = asyncio.Event(), list[tuple[int, int]](), list[BaseException]()
     async with EventFeed(kafka_bootstrap, topics) as feed:
         await feed.send(sent)
         pool = await create_pool(pg_database, max_size=1)
@@ -85,12 +85,14 @@ async def test_cqrs_projector_rebuild_under_live_load_swaps_in_an_equal_copy(
             asyncio.create_task(_query(pg_database, stop, seen, errors)),
         ]
         try:
+            command = ["projector", "rebuild", "shop", "--catch-up-lag", "3000"]
             cli = await asyncio.create_subprocess_exec(
-                str(Path(sys.executable).parent / "cqrs"), "projector", "rebuild", "shop", "--catch-up-lag", "3000",
+                str(Path(sys.executable).parent / "cqrs"),
+                *command,
                 env={**os.environ, **service_env},
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
+            )
             output = (await asyncio.wait_for(cli.communicate(), 90))[0].decode()
             await asyncio.sleep(0.5)  # live traffic goes on into the new build
         finally:
@@ -99,9 +101,8 @@ async def test_cqrs_projector_rebuild_under_live_load_swaps_in_an_equal_copy(
     assert cli.returncode == 0, output
     lines = output.strip().splitlines()
     assert any(re.search(r"replaying: .* events/s, ETA \d", line) for line in lines), output
-    assert re.fullmatch(r"shop_b2 swapped in: [\d,]+ events in [\d.]+s \([\d,]+ events/s\)", lines[-1]), (
-        output
-    )
+    swapped = r"shop_b2 swapped in: [\d,]+ events in [\d.]+s \([\d,]+ events/s\)"
+    assert re.fullmatch(swapped, lines[-1]), output
     assert errors == []
     assert len(seen) > 20
     assert [(a, b) for a, b in itertools.pairwise(seen) if a[0] > b[0] or a[1] > b[1]] == []

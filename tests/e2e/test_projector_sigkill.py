@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import pytest
 
+from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.topics import TopicNames
 from projector_svc.pg import create_pool
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
@@ -68,8 +69,7 @@ async def test_sigkill_mid_batch_under_load_then_restart_equals_the_fold(
         admin = await asyncpg.connect(pg_database)
         try:
             async with pool.acquire() as connection:
-                while sum((await stored_offsets(connection)).values()) < 4000:
-                    await asyncio.sleep(0.05)
+                await _until_progress(connection, 4000)
             await _kill_inside_a_batch(projector, admin, pg_database.rsplit("/", 1)[1])
         finally:
             await admin.close()
@@ -94,8 +94,16 @@ async def test_sigkill_mid_batch_under_load_then_restart_equals_the_fold(
     assert {(r["aggregate_type"], r["aggregate_id"]): r["version"] for r in versions} == latest
 
 
-async def _send_slowly(feed: EventFeed, events: list[object]) -> None:
+async def _until_progress(connection: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], applied: int) -> None:
+    for _ in range(600):
+        if sum((await stored_offsets(connection)).values()) >= applied:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the projector did not reach offset {applied}")
+
+
+async def _send_slowly(feed: EventFeed, events: list[EventEnvelope]) -> None:
     """The rest of the load arrives while the projector works (and while it is down)."""
     for start in range(0, len(events), 1000):
-        await feed.send(events[start : start + 1000])  # type: ignore[arg-type]
+        await feed.send(events[start : start + 1000])
         await asyncio.sleep(0.05)

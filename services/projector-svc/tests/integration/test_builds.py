@@ -56,7 +56,8 @@ async def test_replicas_starting_together_create_one_build_and_migrate_it_once(p
         assert [b.status for b in await list_builds(connection, "shop")] == ["active"]
         # The view readers use was republished with the new column.
         columns = await connection.fetch(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'read' AND table_name = 'customers'"
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'read' AND table_name = 'customers'"
         )
         assert "loyalty" in {r["column_name"] for r in columns}
     finally:
@@ -101,7 +102,7 @@ async def test_activating_a_build_swaps_what_readers_see_atomically(pg_database:
             await _fill(connection, "shop_b1", 300)
             second = await create_build(connection, projection)
             await _fill(connection, second.schema, 700)
-            stop, seen, errors = asyncio.Event(), [], []
+            stop, seen, errors = asyncio.Event(), list[int](), list[BaseException]()
             readers = [
                 asyncio.create_task(_read_continuously(pg_database, stop, seen, errors)) for _ in range(3)
             ]

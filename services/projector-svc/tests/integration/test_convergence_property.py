@@ -55,17 +55,12 @@ def _stamp(history: list[tuple[str, str, EventPayload]], clock: list[int]) -> li
 def customer_history(draw: st.DrawFn, ident: str) -> list[tuple[str, str, EventPayload]]:
     steps: list[EventPayload] = [c.CustomerRegistered(name=f"{ident} v1", email=f"{ident}@a.example")]
     for i in range(draw(st.integers(0, 3))):
-        steps.append(
-            draw(
-                st.sampled_from(
-                    [
-                        c.CustomerRenamed(name=f"{ident} v{i + 2}"),
-                        c.CustomerEmailChanged(email=f"{ident}{i}@b.example"),
-                        _LoyaltyTierChanged(tier="gold"),
-                    ]
-                )
-            )
-        )
+        changes: list[EventPayload] = [
+            c.CustomerRenamed(name=f"{ident} v{i + 2}"),
+            c.CustomerEmailChanged(email=f"{ident}{i}@b.example"),
+            _LoyaltyTierChanged(tier="gold"),
+        ]
+        steps.append(draw(st.sampled_from(changes)))  # each draw is one hypothesis choice
     if draw(st.booleans()):
         steps.append(c.CustomerDeleted())
     return [(c.CUSTOMER, ident, p) for p in steps]

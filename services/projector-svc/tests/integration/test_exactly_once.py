@@ -35,7 +35,7 @@ async def test_every_event_delivered_twice_projects_as_once(
         versions = await connection.fetch(
             "SELECT aggregate_type, aggregate_id, version FROM read.shop_aggregate_versions"
         )
-    expected = {}
+    expected: dict[tuple[str, str], int] = {}
     for e in events:
         expected[(e.aggregate_type, e.aggregate_id)] = max(
             e.version, expected.get((e.aggregate_type, e.aggregate_id), 0)

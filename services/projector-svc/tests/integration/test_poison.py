@@ -106,7 +106,7 @@ async def test_a_poison_event_parks_only_its_aggregate_and_replay_after_the_fix_
 async def test_a_gap_that_never_closes_is_dead_lettered_after_the_bound_and_replay_applies_it(
     feed: EventFeed, pool: asyncpg.Pool[asyncpg.Record], start_projector: StartProjector
 ) -> None:
-    history = [e for e in ShopHistory(seed=4).take(400)]
+    history = ShopHistory(seed=4).take(400)
     target = next(e for e in history if e.type == "CustomerRenamed" and e.version == 2)
     gapped = [e for e in history if e.aggregate_id == target.aggregate_id]
     missing = gapped[1]

@@ -4,12 +4,15 @@ build equals the live one row by row (and both equal the fold of every event).""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import asyncpg
 import pytest
 
+from cqrs_shared.envelopes import EventEnvelope
 from projector_svc.builds import Build, list_builds
-from projector_svc.rebuild import Progress, RebuildOptions, catch_up, rebuild
+from projector_svc.rebuild import RebuildOptions, catch_up, rebuild
+from projector_svc.replayer import Progress
 from projector_svc.settings import ProjectorSettings
 from projector_svc.testing import StartProjector
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
@@ -21,7 +24,9 @@ from projector_svc.views.shop import ShopProjection
 pytestmark = pytest.mark.integration
 
 
-async def _load(feed: EventFeed, history: ShopHistory, sent: list[object], stop: asyncio.Event) -> None:
+async def _load(
+    feed: EventFeed, history: ShopHistory, sent: list[EventEnvelope], stop: asyncio.Event
+) -> None:
     while not stop.is_set():
         events = history.take(40)
         await feed.send(events)
@@ -39,9 +44,7 @@ async def _query(
             try:
                 async with connection.transaction(isolation="repeatable_read", readonly=True):
                     customers = await connection.fetchval("SELECT count(*) FROM read.customers")
-                    orders = await connection.fetchval(
-                        "SELECT count(*) FROM read.orders o LEFT JOIN read.customers c ON c.id = o.customer_id"
-                    )
+                    orders = await connection.fetchval("SELECT count(*) FROM read.orders")
                     versions = await connection.fetchval(
                         "SELECT sum(version) FROM read.shop_aggregate_versions"
                     )
@@ -73,7 +76,7 @@ async def test_a_rebuild_under_load_swaps_in_a_copy_equal_to_the_live_view(
     errors: list[BaseException] = []
     progress: list[Progress] = []
     background = [
-        asyncio.create_task(_load(feed, history, sent, stop)),  # type: ignore[arg-type]
+        asyncio.create_task(_load(feed, history, sent, stop)),
         asyncio.create_task(_query(pg_database, stop, counts, errors)),
     ]
     try:
@@ -94,9 +97,7 @@ async def test_a_rebuild_under_load_swaps_in_a_copy_equal_to_the_live_view(
     # Never a half-built nor an older view: what readers see only grows (the load only adds
     # aggregates and versions), also across the swap.
     regressions = [
-        (a, b)
-        for a, b in zip(counts, counts[1:], strict=False)
-        if any(x > y for x, y in zip(a, b, strict=True))
+        (a, b) for a, b in itertools.pairwise(counts) if any(x > y for x, y in zip(a, b, strict=True))
     ]
     assert regressions == [], "a reader saw the read model go back in time"
     assert progress[-1].phase == "swapped"
@@ -116,5 +117,5 @@ async def test_a_rebuild_under_load_swaps_in_a_copy_equal_to_the_live_view(
         await wait_for_offsets(connection, ends, schema="shop_b1")
         live, rebuilt = await read_rows(connection, "shop_b1"), await read_rows(connection, "shop_b2")
         assert diff(rebuilt, live) == []
-        assert diff(rebuilt, fold(sent)) == []  # type: ignore[arg-type]
+        assert diff(rebuilt, fold(sent)) == []
         assert len(rebuilt.orders) > 1000

@@ -97,7 +97,7 @@ class ShopProjection:
     name = "shop"
     aggregate_types = (c.CUSTOMER, c.ORDER)
     tables = ("customers", "orders")
-    migrations = (Migration.from_file(1, _MIGRATIONS / "shop_0001_initial.sql"),)
+    migrations: tuple[Migration, ...] = (Migration.from_file(1, _MIGRATIONS / "shop_0001_initial.sql"),)
 
     def handles(self, event_type: str) -> bool:
         return event_type in _EVENT_MODELS
