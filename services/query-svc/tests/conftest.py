@@ -6,10 +6,12 @@ views in `read`), so the query service reads exactly the relations it reads in p
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -40,20 +42,43 @@ def headers_for() -> Callable[..., dict[str, str]]:
     return bearer
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def readers() -> dict[str, str]:
     """Headers of a caller holding both read roles."""
     return bearer("customers:read", "orders:read")
 
 
-@pytest.fixture
-async def shop_dsn(pg_database: str) -> str:
-    connection = await asyncpg.connect(pg_database)
+async def _build(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
     try:
         await ensure_active_build(connection, ShopProjection())
     finally:
         await connection.close()
+
+
+@pytest.fixture
+async def shop_dsn(pg_database: str) -> str:
+    await _build(pg_database)
     return pg_database
+
+
+@pytest.fixture(scope="module")
+async def module_shop_dsn(database_url: str) -> AsyncIterator[str]:
+    """Like `shop_dsn`, but one database for a whole module: only for tests that never write."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+    await _build(dsn)
+    yield dsn
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
@@ -66,7 +91,7 @@ async def admin(shop_dsn: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Recor
         await connection.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def settings_for() -> Callable[..., QuerySettings]:
     def make(dsn: str, **overrides: Any) -> QuerySettings:
         values: dict[str, Any] = {
@@ -83,7 +108,7 @@ def settings_for() -> Callable[..., QuerySettings]:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_customer() -> RowFactory:
     def make(customer_id: str, n: int = 0, **overrides: Any) -> Row:
         at = BASE_TIME + timedelta(seconds=n)
@@ -104,7 +129,7 @@ def make_customer() -> RowFactory:
     return make
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_order() -> RowFactory:
     def make(order_id: str, customer_id: str, n: int = 0, **overrides: Any) -> Row:
         at = BASE_TIME + timedelta(seconds=n)

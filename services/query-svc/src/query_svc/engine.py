@@ -1,7 +1,8 @@
 """The read engine: token waits, item and page reads over declared views, with their positions.
 
-Each read takes one reader connection, reads the projection's position first and the data second,
-so the data reflects at least the position reported with it. Nothing here names a domain type.
+Each read is one statement on one reader connection: the projection's position joined laterally
+to the data, so the position reported with the data is exactly the one it was read at (one
+snapshot, one round trip). Nothing here names a domain type.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from query_svc.cursor import CursorCodec, CursorPosition, InvalidCursorError
 from query_svc.database import Reader
 from query_svc.declarations import View
 from query_svc.parameters import PageQuery, ReadOptions, parameter_problem
-from query_svc.positions import AggregateKey, ReadPosition, read_position
-from query_svc.sql import exists_item, select_item, select_page
+from query_svc.positions import AggregateKey, ReadPosition, position_of, position_select, token_arguments
+from query_svc.sql import exists_item, joined_to, select_item, select_page
 
 Token = tuple[AggregateKey, int]
 
@@ -54,22 +55,33 @@ class ReadEngine:
     async def item(
         self, view: View, key: str, token: Token | None
     ) -> tuple[dict[str, Any] | None, ReadPosition]:
+        sql = joined_to(position_select(view.projection), select_item(view, parameter=3))
         async with self.reader.connection() as connection:
-            position = await read_position(connection, view.projection, token)
-            row = await connection.fetchrow(select_item(view), key)
-        return (None if row is None else self.render(view, row)), position
+            row = await connection.fetchrow(sql, *token_arguments(token), key)
+        assert row is not None  # the position side always yields its one row
+        found = row[view.key] is not None
+        return (self.render(view, row) if found else None), position_of(row, token)
 
     async def page(
         self, view: View, query: PageQuery, token: Token | None, *, parent: tuple[View, str] | None = None
     ) -> tuple[Page | None, ReadPosition]:
         """One page of `query`; None when `parent` (a relation's owner) does not exist."""
         after = self._start(view, query)
-        sql, args = select_page(view, list(query.conditions), query.order, after, query.limit + 1)
+        head_args: list[Any] = token_arguments(token)
+        extra = []
+        if parent is not None:
+            head_args.append(parent[1])
+            extra.append(f"{exists_item(parent[0], parameter=3)} AS _parent")
+        data, data_args, order_by = select_page(
+            view, list(query.conditions), query.order, after, query.limit + 1, offset=len(head_args)
+        )
+        sql = joined_to(position_select(view.projection, *extra), data, order_by)
         async with self.reader.connection() as connection:
-            position = await read_position(connection, view.projection, token)
-            if parent is not None and not await connection.fetchval(exists_item(parent[0]), parent[1]):
-                return None, position
-            rows = await connection.fetch(sql, *args)
+            rows = await connection.fetch(sql, *head_args, *data_args)
+        position = position_of(rows[0], token)
+        if parent is not None and not rows[0]["_parent"]:
+            return None, position
+        rows = [r for r in rows if r[view.key] is not None]
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         next_cursor = None

@@ -41,31 +41,40 @@ class ProjectionListener:
         self._keepalive = keepalive_seconds
         self._max_backoff = max_backoff_seconds
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._sessions = 0
         #: Set while LISTEN is in effect (tests and readiness details wait on it).
         self.connected = asyncio.Event()
         self.backend_pid: int | None = None
 
     def start(self) -> None:
+        self._stopping = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="projection-listener")
 
     async def stop(self) -> None:
+        """Stop after the current step: a connect in flight is let finish (cancelling asyncpg
+        mid-handshake leaves futures failing in the background), then the connection is closed."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 10)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         self._mark_disconnected()
 
     async def _run(self) -> None:
         delay = 0.1
-        while True:
+        while not self._stopping.is_set():
             try:
                 connection = await asyncpg.connect(
                     self._dsn, timeout=5, server_settings={"application_name": "query-svc-listener"}
                 )
             except _FAILURES as exc:
                 log.warning("LISTEN connection failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
                 delay = min(delay * 2, self._max_backoff)
                 continue
             try:
@@ -75,13 +84,26 @@ class ProjectionListener:
                 log.warning("LISTEN connection lost: %s", exc)
             finally:
                 self._mark_disconnected()
-                # A terminated connection may not answer a polite close; terminate is local.
-                connection.terminate()
+                await _close(connection)
 
     async def _session(self, connection: asyncpg.Connection[asyncpg.Record]) -> None:
-        lost = asyncio.Event()
-        connection.add_termination_listener(lambda _connection: lost.set())
-        await connection.add_listener(self._channel, self._on_notification)
+        """LISTEN until the connection is lost (returns or raises) or the listener stops."""
+        wake = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: wake.set())
+        stopping = asyncio.create_task(self._stopping.wait())
+        stopping.add_done_callback(lambda _task: wake.set())
+        try:
+            await connection.add_listener(self._channel, self._on_notification)
+            self._established(connection)
+            while not (connection.is_closed() or self._stopping.is_set()):
+                try:
+                    await asyncio.wait_for(wake.wait(), self._keepalive)
+                except TimeoutError:
+                    await asyncio.wait_for(connection.fetchval("SELECT 1"), self._keepalive)
+        finally:
+            stopping.cancel()
+
+    def _established(self, connection: asyncpg.Connection[asyncpg.Record]) -> None:
         self.backend_pid = connection.get_server_pid()
         if self._sessions:
             LISTENER_RECONNECTS.inc()
@@ -90,11 +112,6 @@ class ProjectionListener:
         self.connected.set()
         LISTENER_CONNECTED.set(1)
         self._hub.resync()
-        while not lost.is_set():
-            try:
-                await asyncio.wait_for(lost.wait(), self._keepalive)
-            except TimeoutError:
-                await asyncio.wait_for(connection.fetchval("SELECT 1"), self._keepalive)
 
     def _on_notification(self, _connection: Connection, _pid: int, _channel: str, payload: object) -> None:
         self._hub.dispatch(str(payload))
@@ -103,3 +120,13 @@ class ProjectionListener:
         self.connected.clear()
         self.backend_pid = None
         LISTENER_CONNECTED.set(0)
+
+
+async def _close(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Close politely if the server still answers, else drop the socket (a lost server never will)."""
+    if connection.is_closed():
+        return
+    try:
+        await asyncio.wait_for(connection.close(), 2)
+    except (*_FAILURES, asyncio.CancelledError):
+        connection.terminate()

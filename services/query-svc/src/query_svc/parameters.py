@@ -11,7 +11,7 @@ may not be repeated.
 
 import inspect
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, cast
 
@@ -80,10 +80,11 @@ def _decode_token(value: str, location: str, name: str) -> ConsistencyToken:
     return token
 
 
-def read_options_dependency(default_wait_ms: int, wait_cap_ms: int) -> Callable[..., ReadOptions]:
+def read_options_dependency(default_wait_ms: int, wait_cap_ms: int) -> Callable[..., Awaitable[ReadOptions]]:
     """The FastAPI dependency parsing `after` / `X-Consistency-Token`, `max_wait_ms`, `If-None-Match`."""
 
-    def read_options(
+    # async: a plain `def` dependency would cost every request a hop to the thread pool.
+    async def read_options(
         after: Annotated[
             str | None,
             Query(

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
+
 from query_svc.database import Connection
 from query_svc.declarations import Projection
 from query_svc.sql import quote
@@ -33,17 +35,21 @@ def versions_table(projection: Projection) -> str:
     return f"read.{quote(projection.name + '_aggregate_versions')}"
 
 
-def _position_sql(projection: Projection) -> str:
+def position_select(projection: Projection, *extra: str) -> str:
+    """A one-row SELECT of `_position`, `_staleness_ms` and `_applied` (the version of the aggregate
+    `($1, $2)`), plus `extra` select items; engines join their data query to it laterally, so the
+    position and the data come from one statement, one snapshot, one round trip."""
     offsets, versions = offsets_table(projection), versions_table(projection)
-    return f"""
-        SELECT
-            (SELECT string_agg(format('%s/%s=%s', topic, partition, next_offset), ', '
-                               ORDER BY topic, partition) FROM {offsets}) AS position,
-            (SELECT COALESCE(max(GREATEST(0, floor(extract(epoch FROM now() - last_event_at) * 1000)))
+    items = [
+        f"""(SELECT string_agg(format('%s/%s=%s', topic, partition, next_offset), ', '
+                               ORDER BY topic, partition) FROM {offsets}) AS _position""",  # noqa: S608  # declared identifiers
+        f"""(SELECT COALESCE(max(GREATEST(0, floor(extract(epoch FROM now() - last_event_at) * 1000)))
                              FILTER (WHERE next_offset < high_watermark), 0)::bigint
-             FROM {offsets}) AS staleness_ms,
-            (SELECT version FROM {versions} WHERE aggregate_type = $1 AND aggregate_id = $2) AS applied
-        """  # noqa: S608  # declared identifiers, values bound
+             FROM {offsets}) AS _staleness_ms""",  # noqa: S608  # declared identifiers
+        f"(SELECT version FROM {versions} WHERE aggregate_type = $1 AND aggregate_id = $2) AS _applied",  # noqa: S608  # declared identifiers
+        *extra,
+    ]
+    return "SELECT " + ",\n       ".join(items)
 
 
 def _applied_sql(projection: Projection) -> str:
@@ -72,18 +78,18 @@ class ReadPosition:
         return headers
 
 
-async def read_position(
-    connection: Connection, projection: Projection, token: tuple[AggregateKey, int] | None = None
-) -> ReadPosition:
-    """The position, staleness and (with a token) the token aggregate's applied version, one round trip."""
-    key = token[0] if token else ("", "")
-    row = await connection.fetchrow(_position_sql(projection), key[0], key[1])
-    assert row is not None  # a SELECT without FROM always yields one row
+def token_arguments(token: tuple[AggregateKey, int] | None) -> list[str]:
+    """`$1, $2` of `position_select`: the token's aggregate (or a key nothing has)."""
+    return list(token[0]) if token else ["", ""]
+
+
+def position_of(row: asyncpg.Record, token: tuple[AggregateKey, int] | None) -> ReadPosition:
+    """The position in a row produced with `position_select`."""
     return ReadPosition(
-        position=row["position"] or "none",
-        staleness_ms=int(row["staleness_ms"]),
+        position=row["_position"] or "none",
+        staleness_ms=int(row["_staleness_ms"]),
         wanted_version=token[1] if token else None,
-        applied_version=(row["applied"] or 0) if token else None,
+        applied_version=(row["_applied"] or 0) if token else None,
     )
 
 

@@ -10,7 +10,7 @@ and answers JSON with an ETag, caching headers and the read model's position and
 # which refer to closure variables (the view, its role) that postponed evaluation cannot see.
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -35,7 +35,7 @@ from query_svc.sql import Condition
 from query_svc.stream import EventStream, StreamSettings
 
 Authorizer = Callable[[str], Any]
-ReadOptionsDependency = Callable[..., ReadOptions]
+ReadOptionsDependency = Callable[..., Awaitable[ReadOptions]]
 
 
 def key_path(view: View) -> Any:

@@ -63,24 +63,33 @@ class SortOrder:
 
 @dataclass
 class _Arguments:
+    #: Parameters before these (`$1 .. $offset`) belong to the statement this one is joined into.
+    offset: int = 0
     values: list[Any] = field(default_factory=list)
 
     def add(self, value: Any, column: Column, *, array: bool = False) -> str:
         self.values.append(value)
-        return f"${len(self.values)}::{column.type.value}{'[]' if array else ''}"
+        return f"${self.offset + len(self.values)}::{column.type.value}{'[]' if array else ''}"
 
 
 def _columns(view: View) -> str:
     return ", ".join(quote(c.name) for c in view.columns)
 
 
-def select_item(view: View) -> str:
-    """One row by key: `$1` is the key."""
-    return f"SELECT {_columns(view)} FROM {relation(view)} WHERE {quote(view.key)} = $1"  # noqa: S608  # declared identifiers
+def select_item(view: View, *, parameter: int = 1) -> str:
+    """One row by key: `$<parameter>` is the key."""
+    return f"SELECT {_columns(view)} FROM {relation(view)} WHERE {quote(view.key)} = ${parameter}"  # noqa: S608  # declared identifiers
 
 
-def exists_item(view: View) -> str:
-    return f"SELECT EXISTS (SELECT 1 FROM {relation(view)} WHERE {quote(view.key)} = $1)"  # noqa: S608  # declared identifiers
+def exists_item(view: View, *, parameter: int = 1) -> str:
+    """A boolean expression: the view has a row with key `$<parameter>`."""
+    return f"EXISTS (SELECT 1 FROM {relation(view)} WHERE {quote(view.key)} = ${parameter})"  # noqa: S608  # declared identifiers
+
+
+def joined_to(head: str, data: str, order_by: str = "") -> str:
+    """`head` (one row) left-joined laterally to `data`: one statement, one snapshot. When `data`
+    yields nothing, a single row with NULL data columns comes back."""
+    return f"SELECT h.*, d.* FROM ({head}) AS h LEFT JOIN LATERAL ({data}) AS d ON true{order_by}"  # noqa: S608  # generated from declarations
 
 
 def _condition_sql(condition: Condition, args: _Arguments) -> str:
@@ -113,24 +122,33 @@ def _after_sql(view: View, order: SortOrder, sort_value: Any, key: str, args: _A
     return after if order.descending else f"({after} OR {name} IS NULL)"
 
 
+def _order_by(view: View, order: SortOrder, prefix: str = "") -> str:
+    direction = "DESC" if order.descending else "ASC"
+    terms = [f"{prefix}{quote(order.column.name)} {direction}"]
+    if order.column.name != view.key:
+        terms.append(f"{prefix}{quote(view.key)} {direction}")
+    return " ORDER BY " + ", ".join(terms)
+
+
 def select_page(
     view: View,
     conditions: list[Condition],
     order: SortOrder,
     after: tuple[Any, str] | None,
     limit: int,
-) -> tuple[str, list[Any]]:
-    """Up to `limit` rows matching every condition, after the keyset position `after` if given."""
-    args = _Arguments()
+    *,
+    offset: int = 0,
+) -> tuple[str, list[Any], str]:
+    """Up to `limit` rows matching every condition, after the keyset position `after` if given.
+
+    Returns the SQL, its arguments (numbered from `$<offset + 1>`) and the ORDER BY an enclosing
+    statement must repeat on the alias `d` (see `joined_to`)."""
+    args = _Arguments(offset)
     clauses = [_condition_sql(c, args) for c in conditions]
     if after is not None:
         clauses.append(_after_sql(view, order, after[0], after[1], args))
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    direction = "DESC" if order.descending else "ASC"
-    order_by = quote(order.column.name) + f" {direction}"
-    if order.column.name != view.key:
-        order_by += f", {quote(view.key)} {direction}"
-    limit_arg = f"${len(args.values) + 1}"
+    limit_arg = f"${offset + len(args.values) + 1}"
     args.values.append(limit)
-    sql = f"SELECT {_columns(view)} FROM {relation(view)}{where} ORDER BY {order_by} LIMIT {limit_arg}"  # noqa: S608  # declared identifiers, values bound
-    return sql, args.values
+    sql = f"SELECT {_columns(view)} FROM {relation(view)}{where}{_order_by(view, order)} LIMIT {limit_arg}"  # noqa: S608  # declared identifiers, values bound
+    return sql, args.values, _order_by(view, order, "d.")

@@ -16,7 +16,7 @@ HOSTILE = "x'); DROP TABLE read.orders; --"
 def test_values_never_appear_in_the_sql_text() -> None:
     status, total = ORDERS.column("status"), ORDERS.column("total")
     assert status is not None and total is not None
-    sql, args = select_page(
+    sql, args, outer = select_page(
         ORDERS,
         [Condition(status, "in", [HOSTILE, "placed"]), Condition(total, ">=", Decimal("5.00"))],
         SortOrder.parse(ORDERS, "-placed_at"),
@@ -28,6 +28,7 @@ def test_values_never_appear_in_the_sql_text() -> None:
     assert '"status" = ANY($1::text[])' in sql
     assert '("placed_at", "id") < ($3::timestamptz, $4::text)' in sql
     assert sql.endswith('ORDER BY "placed_at" DESC, "id" DESC LIMIT $5')
+    assert outer == ' ORDER BY d."placed_at" DESC, d."id" DESC'
 
 
 def test_an_item_read_selects_declared_columns_by_key() -> None:
@@ -50,7 +51,7 @@ def test_an_item_read_selects_declared_columns_by_key() -> None:
 def test_nullable_sort_columns_get_a_null_aware_keyset_predicate(
     sort: str, after: tuple[None, str], expected: str
 ) -> None:
-    sql, _ = select_page(CUSTOMERS, [], SortOrder.parse(CUSTOMERS, sort), after, 10)
+    sql, _, _ = select_page(CUSTOMERS, [], SortOrder.parse(CUSTOMERS, sort), after, 10)
     assert f"WHERE {expected} ORDER BY" in sql
 
 

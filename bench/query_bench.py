@@ -1,0 +1,261 @@
+"""Query throughput and latency through the real query-svc process, next to raw asyncpg, in one run.
+
+Against the local PostgreSQL, in a fresh database with the projector's real schema:
+1. seeds customers and orders (COPY);
+2. raw asyncpg: the same SELECTs the service runs (point read by key; a filtered, sorted keyset
+   page of 50), from a pool of the service's size at the same client concurrency;
+3. the query-svc process (`python -m query_svc`, JWT auth on): `GET /v1/orders/{id}` and
+   `GET /v1/orders?status=...&min_total=...&placed_before=...&limit=50`, over keep-alive HTTP.
+Each phase runs for `--seconds` after a short warm-up; it prints requests/s, p50 and p99 and the
+ratio service/raw. The HTTP client (httpx) shares the machine's cores with the service, so the
+service figures include some client cost.
+Run: `uv run python -m bench.query_bench` (the stack must be up: `make up` or `scripts/infra/stack.sh up`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
+
+from cqrs_shared.auth import mint_token
+from projector_svc.builds import ensure_active_build
+from projector_svc.views.shop import ShopProjection
+from query_svc.testing import insert_rows
+from query_svc.views.shop import CUSTOMERS, ORDERS
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
+BASE = datetime(2024, 1, 1, tzinfo=UTC)
+STATUSES = ("placed", "confirmed", "shipped", "cancelled")
+COLUMNS = ", ".join(f'"{c.name}"' for c in ORDERS.columns)
+POINT_SQL = f'SELECT {COLUMNS} FROM read."orders" WHERE "id" = $1'  # noqa: S608  # declared identifiers
+PAGE_SQL = (
+    f'SELECT {COLUMNS} FROM read."orders" WHERE "status" = $1 AND "total" >= $2 AND "placed_at" < $3 '  # noqa: S608  # declared identifiers
+    'ORDER BY "placed_at" DESC, "id" DESC LIMIT 51'
+)
+Call = Callable[[random.Random], Awaitable[None]]
+
+
+def _orders(count: int, customers: int) -> list[dict[str, Any]]:
+    rng = random.Random(1)
+    rows = []
+    for i in range(count):
+        total = Decimal(rng.randrange(1, 50_000)) / 100
+        at = BASE + timedelta(seconds=i * 7)
+        rows.append(
+            {
+                "id": f"o-{i:07d}",
+                "customer_id": f"c-{i % customers:06d}",
+                "customer_name": f"Customer {i % customers}",
+                "status": STATUSES[i % 4],
+                "currency": "EUR",
+                "total": total,
+                "line_count": 1,
+                "lines": [{"sku": "sku-1", "quantity": 1, "unit_price": f"{total:.2f}"}],
+                "placed_at": at,
+                "updated_at": at,
+                "version": 1,
+            }
+        )
+    return rows
+
+
+def _customers(count: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"c-{i:06d}",
+            "name": f"Customer {i}",
+            "email": f"c{i}@example.com",
+            "status": "registered",
+            "registered_at": BASE,
+            "updated_at": BASE,
+            "version": 1,
+            "order_count": 0,
+            "open_order_count": 0,
+            "lifetime_value": Decimal("0.00"),
+        }
+        for i in range(count)
+    ]
+
+
+async def create_database(orders: int) -> str:
+    name = f"bench_query_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(DATABASE_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = urlunsplit(urlsplit(DATABASE_URL)._replace(path=f"/{name}"))
+    connection = await asyncpg.connect(dsn)
+    try:
+        await ensure_active_build(connection, ShopProjection())
+        await insert_rows(connection, "shop_b1", CUSTOMERS, _customers(orders // 10))
+        await insert_rows(connection, "shop_b1", ORDERS, _orders(orders, orders // 10))
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+    return dsn
+
+
+async def drop_database(dsn: str) -> None:
+    admin = await asyncpg.connect(DATABASE_URL)
+    try:
+        for attempt in range(20):
+            try:
+                await admin.execute(
+                    f'DROP DATABASE IF EXISTS "{urlsplit(dsn).path.lstrip("/")}" WITH (FORCE)'
+                )
+                return
+            except asyncpg.InsufficientPrivilegeError:
+                # An autovacuum worker (a superuser process) is still in the database: wait it out.
+                await asyncio.sleep(0.1 * (attempt + 1))
+    finally:
+        await admin.close()
+
+
+async def measure(call: Call, *, concurrency: int, seconds: float) -> dict[str, float]:
+    """Run `call` from `concurrency` workers for `seconds` (after a 1 s warm-up)."""
+    latencies: list[float] = []
+    deadline = 0.0
+
+    async def worker(seed: int, record: bool) -> None:
+        rng = random.Random(seed)
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await call(rng)
+            if record:
+                latencies.append(time.perf_counter() - started)
+
+    for record, duration in ((False, 1.0), (True, seconds)):
+        deadline = time.perf_counter() + duration
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i, record) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    cuts = statistics.quantiles(latencies, n=100)
+    return {"rps": len(latencies) / elapsed, "p50": cuts[49] * 1000, "p99": cuts[98] * 1000}
+
+
+def _page_arguments(rng: random.Random, orders: int) -> tuple[str, Decimal, datetime]:
+    return (
+        rng.choice(STATUSES),
+        Decimal(rng.randrange(0, 400)),
+        BASE + timedelta(seconds=rng.randrange(orders) * 7),
+    )
+
+
+async def raw(
+    dsn: str, orders: int, pool_size: int, concurrency: int, seconds: float
+) -> dict[str, dict[str, float]]:
+    pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
+    assert pool is not None
+
+    async def point(rng: random.Random) -> None:
+        async with pool.acquire() as connection:
+            await connection.fetchrow(POINT_SQL, f"o-{rng.randrange(orders):07d}")
+
+    async def page(rng: random.Random) -> None:
+        async with pool.acquire() as connection:
+            await connection.fetch(PAGE_SQL, *_page_arguments(rng, orders))
+
+    try:
+        return {
+            "point": await measure(point, concurrency=concurrency, seconds=seconds),
+            "page": await measure(page, concurrency=concurrency, seconds=seconds),
+        }
+    finally:
+        await pool.close()
+
+
+async def service(
+    dsn: str, orders: int, pool_size: int, concurrency: int, seconds: float
+) -> dict[str, dict[str, float]]:
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("QUERY_SVC_")},
+        "DATABASE_URL": dsn,
+        "CQRS_AUTH_MODE": "jwt",
+        "JWT_SECRET": E2E_SECRET,
+        "LOG_LEVEL": "WARNING",
+        "QUERY_SVC_PORT": str(port),
+        "QUERY_SVC_POOL_SIZE": str(pool_size),
+        "QUERY_SVC_CURSOR_SECRET": uuid.uuid4().hex,
+    }
+    process = ServiceProcess("query_svc", port, env, Path(tempfile.gettempdir()) / f"query-bench-{port}.log")
+    process.start().wait_ready()
+    token = mint_token(E2E_SECRET, subject="bench", roles=["orders:read"], issuer=ISSUER, audience=AUDIENCE)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=process.url, limits=limits, headers=headers, timeout=10) as client:
+
+        async def point(rng: random.Random) -> None:
+            response = await client.get(f"/v1/orders/o-{rng.randrange(orders):07d}")
+            assert response.status_code == 200, response.text
+
+        async def page(rng: random.Random) -> None:
+            status, total, before = _page_arguments(rng, orders)
+            params = {
+                "status": status,
+                "min_total": str(total),
+                "placed_before": before.isoformat(),
+                "limit": "50",
+            }
+            response = await client.get("/v1/orders", params=params)
+            assert response.status_code == 200, response.text
+
+        try:
+            return {
+                "point": await measure(point, concurrency=concurrency, seconds=seconds),
+                "page": await measure(page, concurrency=concurrency, seconds=seconds),
+            }
+        finally:
+            process.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--pool-size", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    dsn = await create_database(args.orders)
+    try:
+        shape = (dsn, args.orders, args.pool_size, args.concurrency, args.seconds)
+        baseline = await raw(*shape)
+        served = await service(*shape)
+    finally:
+        await drop_database(dsn)
+    print(
+        f"machine: {os.cpu_count()} cores; {args.orders} orders, {args.orders // 10} customers; "
+        f"concurrency {args.concurrency}, pool {args.pool_size}, {args.seconds:.0f} s per phase"
+    )
+    print(f"{'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for kind, label in (("point", "point read (order by id)"), ("page", "filtered page (50 orders)")):
+        for source, figures in (("raw asyncpg SELECT", baseline[kind]), ("query-svc HTTP", served[kind])):
+            print(
+                f"{label + ', ' + source:<34}"[:34],
+                f"{figures['rps']:9.0f} {figures['p50']:8.2f} {figures['p99']:8.2f}",
+            )
+        ratio = served[kind]["rps"] / baseline[kind]["rps"]
+        print(f"  {label}: query-svc reaches {ratio:.1%} of raw throughput")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
