@@ -118,6 +118,26 @@ def rebuild_with_cli(env: dict[str, str]) -> tuple[float, str]:
     return float(last.rsplit("(", 1)[1].split()[0].replace(",", "")), last
 
 
+async def produce_at(
+    feed: EventFeed,
+    history: ShopHistory,
+    rate: int,
+    seconds: float,
+    sent: dict[tuple[str, str, int], float],
+    pending: dict[tuple[str, str], list[int]],
+) -> None:
+    """Produce `rate` events/s in 20 ms ticks, noting when each one was handed to Kafka."""
+    tick, per_tick = 0.02, max(1, int(rate * 0.02))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        events = history.take(per_tick)
+        for e in events:
+            sent[(e.aggregate_type, e.aggregate_id, e.version)] = time.time()
+            pending.setdefault((e.aggregate_type, e.aggregate_id), []).append(e.version)
+        await feed.send(events)
+        await asyncio.sleep(tick)
+
+
 async def staleness(
     dsn: str, feed: EventFeed, history: ShopHistory, rate: int, seconds: float
 ) -> dict[str, list[float]]:
@@ -153,15 +173,7 @@ async def staleness(
                     raw.append((now - sent[position]) * 1000)
 
     reader = asyncio.create_task(consume())
-    tick, per_tick = 0.02, max(1, int(rate * 0.02))
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        events = history.take(per_tick)
-        for e in events:
-            sent[(e.aggregate_type, e.aggregate_id, e.version)] = time.time()
-            pending.setdefault((e.aggregate_type, e.aggregate_id), []).append(e.version)
-        await feed.send(events)
-        await asyncio.sleep(tick)
+    await produce_at(feed, history, rate, seconds, sent, pending)
     await asyncio.sleep(2.0)
     stop.set()
     await reader

@@ -20,7 +20,7 @@ from projector_svc.guard import BLOCKED, ParkedState, sort_batch
 from projector_svc.incoming import AggregateKey, Incoming, Undecodable
 from projector_svc.notify import notify
 from projector_svc.pg import Connection
-from projector_svc.poison import PoisonIsolator
+from projector_svc.poison import PoisonIsolator, Refusal
 from projector_svc.projection import Projection
 
 Position = tuple[AggregateKey, int]
@@ -40,6 +40,21 @@ class Outcome:
 
 def _positions(items: Sequence[Incoming]) -> set[Position]:
     return {(i.key, i.version) for i in items}
+
+
+def _parking_and_letters(
+    guarded: Sequence[tuple[Incoming, str]], refused: Sequence[Refusal], undecodable: Sequence[Undecodable]
+) -> tuple[list[tuple[Incoming, str, str]], list[DeadLetter]]:
+    """Rows to park (event, reason, error) and letters to send: a refused event is both, the
+    events held behind it are only parked, undecodable records only dead-lettered."""
+    to_park = [(item, reason, "") for item, reason in guarded]
+    letters = [DeadLetter(u.origin, UNDECODABLE, u.error) for u in undecodable]
+    for refusal in refused:
+        to_park.append((refusal.event, REJECTED, refusal.error))
+        letters.append(DeadLetter(refusal.event.origin, REJECTED, refusal.error, refusal.event))
+        held = f"held behind version {refusal.event.version}, which was refused"
+        to_park.extend((item, BLOCKED, held) for item in refusal.held)
+    return to_park, letters
 
 
 class BatchApplier:
@@ -67,13 +82,7 @@ class BatchApplier:
         guarded = sort_batch(events, applied, parked)
         isolation = await self._isolator.apply(connection, guarded.apply)
 
-        to_park = [(item, reason, "") for item, reason in guarded.parked]
-        letters = [DeadLetter(u.origin, UNDECODABLE, u.error) for u in undecodable]
-        for refusal in isolation.refused:
-            to_park.append((refusal.event, REJECTED, refusal.error))
-            letters.append(DeadLetter(refusal.event.origin, REJECTED, refusal.error, refusal.event))
-            held = f"held behind version {refusal.event.version}, which was refused"
-            to_park.extend((item, BLOCKED, held) for item in refusal.held)
+        to_park, letters = _parking_and_letters(guarded.parked, isolation.refused, undecodable)
         await positions.park(connection, to_park)
 
         # Parked rows this batch took back: replayed ones, or waiting ones whose gap closed.
