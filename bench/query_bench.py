@@ -7,8 +7,9 @@ Against the local PostgreSQL, in a fresh database with the projector's real sche
 3. the query-svc process (`python -m query_svc`, JWT auth on): `GET /v1/orders/{id}` and
    `GET /v1/orders?status=...&min_total=...&placed_before=...&limit=50`, over keep-alive HTTP.
 Each phase runs for `--seconds` after a short warm-up; it prints requests/s, p50 and p99 and the
-ratio service/raw. The HTTP client (httpx) shares the machine's cores with the service, so the
-service figures include some client cost.
+ratio service/raw. The HTTP client is a minimal keep-alive HTTP/1.1 client on asyncio streams (one
+connection per worker), so that as little as possible of the shared cores goes to the client;
+it still runs on the same machine as the service and the database.
 Run: `uv run python -m bench.query_bench` (the stack must be up: `make up` or `scripts/infra/stack.sh up`).
 """
 
@@ -27,10 +28,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import asyncpg
-import httpx
 from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 
 from cqrs_shared.auth import mint_token
@@ -48,7 +48,8 @@ PAGE_SQL = (
     f'SELECT {COLUMNS} FROM read."orders" WHERE "status" = $1 AND "total" >= $2 AND "placed_at" < $3 '  # noqa: S608  # declared identifiers
     'ORDER BY "placed_at" DESC, "id" DESC LIMIT 51'
 )
-Call = Callable[[random.Random], Awaitable[None]]
+#: One request: the worker's random source and its index (a worker keeps to its own connection).
+Call = Callable[[random.Random, int], Awaitable[None]]
 
 
 def _orders(count: int, customers: int) -> list[dict[str, Any]]:
@@ -120,10 +121,11 @@ async def drop_database(dsn: str) -> None:
                 await admin.execute(
                     f'DROP DATABASE IF EXISTS "{urlsplit(dsn).path.lstrip("/")}" WITH (FORCE)'
                 )
-                return
             except asyncpg.InsufficientPrivilegeError:
                 # An autovacuum worker (a superuser process) is still in the database: wait it out.
                 await asyncio.sleep(0.1 * (attempt + 1))
+            else:
+                return
     finally:
         await admin.close()
 
@@ -137,7 +139,7 @@ async def measure(call: Call, *, concurrency: int, seconds: float) -> dict[str, 
         rng = random.Random(seed)
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            await call(rng)
+            await call(rng, seed)
             if record:
                 latencies.append(time.perf_counter() - started)
 
@@ -148,6 +150,32 @@ async def measure(call: Call, *, concurrency: int, seconds: float) -> dict[str, 
     elapsed = time.perf_counter() - started
     cuts = statistics.quantiles(latencies, n=100)
     return {"rps": len(latencies) / elapsed, "p50": cuts[49] * 1000, "p99": cuts[98] * 1000}
+
+
+class KeepAliveClient:
+    """One persistent HTTP/1.1 connection: GET, read the status line, headers and Content-Length body."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
+        self._address = (host, port)
+        self._head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", **headers}.items())
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def get(self, target: str) -> int:
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(*self._address)
+        reader, writer = self._streams
+        writer.write(f"GET {target} HTTP/1.1\r\n{self._head}\r\n".encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        length = next(
+            (int(line.split(":")[1]) for line in head if line.lower().startswith("content-length:")), 0
+        )
+        await reader.readexactly(length)
+        return int(head[0].split()[1])
+
+    async def close(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+            await self._streams[1].wait_closed()
 
 
 def _page_arguments(rng: random.Random, orders: int) -> tuple[str, Decimal, datetime]:
@@ -164,11 +192,11 @@ async def raw(
     pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
     assert pool is not None
 
-    async def point(rng: random.Random) -> None:
+    async def point(rng: random.Random, _worker: int) -> None:
         async with pool.acquire() as connection:
             await connection.fetchrow(POINT_SQL, f"o-{rng.randrange(orders):07d}")
 
-    async def page(rng: random.Random) -> None:
+    async def page(rng: random.Random, _worker: int) -> None:
         async with pool.acquire() as connection:
             await connection.fetch(PAGE_SQL, *_page_arguments(rng, orders))
 
@@ -198,32 +226,31 @@ async def service(
     process = ServiceProcess("query_svc", port, env, Path(tempfile.gettempdir()) / f"query-bench-{port}.log")
     process.start().wait_ready()
     token = mint_token(E2E_SECRET, subject="bench", roles=["orders:read"], issuer=ISSUER, audience=AUDIENCE)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=process.url, limits=limits, headers=headers, timeout=10) as client:
+    clients = [
+        KeepAliveClient("127.0.0.1", port, {"Authorization": f"Bearer {token}"}) for _ in range(concurrency)
+    ]
 
-        async def point(rng: random.Random) -> None:
-            response = await client.get(f"/v1/orders/o-{rng.randrange(orders):07d}")
-            assert response.status_code == 200, response.text
+    async def point(rng: random.Random, worker: int) -> None:
+        status = await clients[worker].get(f"/v1/orders/o-{rng.randrange(orders):07d}")
+        assert status == 200, status
 
-        async def page(rng: random.Random) -> None:
-            status, total, before = _page_arguments(rng, orders)
-            params = {
-                "status": status,
-                "min_total": str(total),
-                "placed_before": before.isoformat(),
-                "limit": "50",
-            }
-            response = await client.get("/v1/orders", params=params)
-            assert response.status_code == 200, response.text
+    async def page(rng: random.Random, worker: int) -> None:
+        state, total, before = _page_arguments(rng, orders)
+        query = urlencode(
+            {"status": state, "min_total": str(total), "placed_before": before.isoformat(), "limit": "50"}
+        )
+        status = await clients[worker].get(f"/v1/orders?{query}")
+        assert status == 200, status
 
-        try:
-            return {
-                "point": await measure(point, concurrency=concurrency, seconds=seconds),
-                "page": await measure(page, concurrency=concurrency, seconds=seconds),
-            }
-        finally:
-            process.stop()
+    try:
+        return {
+            "point": await measure(point, concurrency=concurrency, seconds=seconds),
+            "page": await measure(page, concurrency=concurrency, seconds=seconds),
+        }
+    finally:
+        for client in clients:
+            await client.close()
+        process.stop()
 
 
 async def main() -> None:

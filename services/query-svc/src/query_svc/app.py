@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.problems import install_problem_handlers
 from cqrs_shared.service_http import operations_router
-from query_svc.access import authorizer_for
+from query_svc.access import RememberingVerifier, authorizer_for
 from query_svc.consistency import ConsistencyWaiter
 from query_svc.cursor import CursorCodec
 from query_svc.database import Reader
@@ -95,7 +95,7 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(RequestMetrics)
     read_options = read_options_dependency(settings.wait_default_ms, settings.wait_max_ms)
-    authorizer = authorizer_for(TokenVerifier(settings))
+    authorizer = authorizer_for(RememberingVerifier(TokenVerifier(settings)))
     app.include_router(
         build_router(catalog, engine, authorizer, read_options, (hub, _stream_settings(settings)))
     )
