@@ -30,7 +30,7 @@ from query_svc.parameters import read_options_dependency
 from query_svc.routes import build_router
 from query_svc.settings import QuerySettings
 from query_svc.sql import relation
-from query_svc.stream import StreamSettings
+from query_svc.stream import Streams, StreamSettings
 from query_svc.views.shop import CATALOG
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ def _stream_settings(settings: QuerySettings) -> StreamSettings:
         retry_ms=settings.sse_retry_ms,
         visibility_timeout_seconds=settings.wait_default_ms / 1000,
         max_subscribers=settings.sse_max_subscribers,
+        read_concurrency=max(1, settings.pool_size // 2),
     )
 
 
@@ -96,9 +97,8 @@ def create_app(
     app.add_middleware(RequestMetrics)
     read_options = read_options_dependency(settings.wait_default_ms, settings.wait_max_ms)
     authorizer = authorizer_for(RememberingVerifier(TokenVerifier(settings)))
-    app.include_router(
-        build_router(catalog, engine, authorizer, read_options, (hub, _stream_settings(settings)))
-    )
+    streams = Streams(engine, hub, _stream_settings(settings))
+    app.include_router(build_router(catalog, engine, authorizer, read_options, streams))
 
     async def views_ready() -> None:
         async with reader.pool.acquire() as connection:

@@ -21,7 +21,6 @@ from query_svc.codec import response_model
 from query_svc.declarations import Catalog, Relation, View
 from query_svc.engine import Page, ReadEngine
 from query_svc.http_cache import cached_json
-from query_svc.hub import ChangeHub
 from query_svc.openapi_docs import item_responses, page_model, page_responses, stream_responses
 from query_svc.parameters import (
     WAIT_PARAMETERS,
@@ -32,7 +31,7 @@ from query_svc.parameters import (
 )
 from query_svc.positions import ReadPosition
 from query_svc.sql import Condition
-from query_svc.stream import EventStream, StreamSettings
+from query_svc.stream import EventStream, Streams
 
 Authorizer = Callable[[str], Any]
 ReadOptionsDependency = Callable[..., Awaitable[ReadOptions]]
@@ -55,7 +54,7 @@ def build_router(
     engine: ReadEngine,
     authorizer: Authorizer,
     read_options: ReadOptionsDependency,
-    streams: tuple[ChangeHub, StreamSettings],
+    streams: Streams,
 ) -> APIRouter:
     """One router with the read routes of every view and relation in the catalog."""
     router = APIRouter()
@@ -210,9 +209,8 @@ def _stream_route(
     engine: ReadEngine,
     authorizer: Authorizer,
     read_options: ReadOptionsDependency,
-    streams: tuple[ChangeHub, StreamSettings],
+    streams: Streams,
 ) -> None:
-    hub, settings = streams
 
     async def stream_item(
         request: Request,
@@ -222,7 +220,7 @@ def _stream_route(
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)] = None,
     ) -> Response:
         reject_unknown(request, view, WAIT_PARAMETERS)
-        if hub.subscriber_count >= settings.max_subscribers:
+        if streams.full:
             raise ProblemError(
                 503, "too-many-streams", "Too many streams", "try again later", headers={"Retry-After": "5"}
             )
@@ -230,15 +228,7 @@ def _stream_route(
         row, position = await engine.item(view, item_id, token)
         if row is None:
             raise not_found(view, item_id, position)
-        return EventStream(
-            engine=engine,
-            hub=hub,
-            view=view,
-            item_id=item_id,
-            last_event_id=last_event_id,
-            headers=position.headers(),
-            settings=settings,
-        )
+        return EventStream(streams, view, item_id, last_event_id=last_event_id, headers=position.headers())
 
     router.add_api_route(
         f"/v1/{view.name}/{{item_id}}/stream",

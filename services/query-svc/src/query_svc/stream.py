@@ -44,6 +44,38 @@ class StreamSettings:
     #: How long to wait for a replica reader to show a notified commit before re-reading anyway.
     visibility_timeout_seconds: float = 2.0
     max_subscribers: int = 1000
+    #: Stream re-reads running at once (the rest of the pool stays free for requests).
+    read_concurrency: int = 4
+    #: Tries of a re-read that met a busy or unavailable database before the stream gives up.
+    read_attempts: int = 4
+
+
+class Streams:
+    """What the streams of one app share: engine, hub, settings and a bound on concurrent re-reads."""
+
+    def __init__(self, engine: ReadEngine, hub: ChangeHub, settings: StreamSettings) -> None:
+        self.engine = engine
+        self.hub = hub
+        self.settings = settings
+        self._reads = asyncio.Semaphore(settings.read_concurrency)
+
+    @property
+    def full(self) -> bool:
+        return self.hub.subscriber_count >= self.settings.max_subscribers
+
+    async def read(self, view: View, item_id: str) -> dict[str, Any] | None:
+        """The row now; a busy or unavailable database is retried with backoff before it is fatal."""
+        for attempt in range(self.settings.read_attempts):
+            try:
+                async with self._reads:
+                    row, _position = await self.engine.item(view, item_id, None)
+            except ProblemError as exc:
+                if exc.status != 503 or attempt == self.settings.read_attempts - 1:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
+            else:
+                return row
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 class _SlowClientError(Exception):
@@ -70,23 +102,21 @@ class EventStream(StreamingResponse):
 
     def __init__(
         self,
-        *,
-        engine: ReadEngine,
-        hub: ChangeHub,
+        streams: Streams,
         view: View,
         item_id: str,
+        *,
         last_event_id: str | None,
         headers: dict[str, str],
-        settings: StreamSettings,
     ) -> None:
         stream_headers = {**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         super().__init__(iter(()), headers=stream_headers)
-        self._engine = engine
-        self._hub = hub
+        self._streams = streams
+        self._hub = streams.hub
+        self._settings = streams.settings
         self._view = view
         self._item_id = item_id
         self._last_event_id = last_event_id
-        self._settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         subscription = self._hub.subscribe(self._view, self._item_id, self._settings.queue_size)
@@ -119,8 +149,7 @@ class EventStream(StreamingResponse):
             raise _SlowClientError from exc
 
     async def _read(self) -> dict[str, Any] | None:
-        row, _position = await self._engine.item(self._view, self._item_id, None)
-        return row
+        return await self._streams.read(self._view, self._item_id)
 
     async def _pump(self, subscription: Subscription, send: Send) -> bool:
         """Send states until the stream ends; True when it ended cleanly (a final write may follow)."""
@@ -163,7 +192,7 @@ class EventStream(StreamingResponse):
         # On a replica the notified commit may not be visible yet; reading too early would miss it.
         if signal.witness is not None:
             witness = signal.witness
-            await self._engine.waiter.visible(
+            await self._streams.engine.waiter.visible(
                 self._view.projection,
                 (witness.aggregate_type, witness.aggregate_id, witness.version),
                 self._settings.visibility_timeout_seconds,

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from query_svc.app import create_app
+from query_svc.declarations import Catalog, Column, ColumnType, Filter, Projection, View
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, record_offsets, serve_in_process
 from query_svc.views.shop import CUSTOMERS, ORDERS
@@ -175,3 +176,62 @@ async def test_staleness_is_the_age_of_the_newest_applied_event_on_a_partition_t
         response = await client.get("/v1/customers", headers=readers)
     assert response.headers["x-read-model-position"] == "events.customer/0=15, events.order/1=7"
     assert 3000 <= int(response.headers["x-staleness-ms"]) < 13_000
+
+
+async def test_openapi_has_a_schema_per_view_and_docs_and_metrics_are_served(
+    shop_dsn: str, settings_for: Callable[..., QuerySettings], readers: dict[str, str]
+) -> None:
+    async with serve_in_process(create_app(settings_for(shop_dsn))) as client:
+        await client.get("/v1/orders/o-x", headers=readers)
+        spec = (await client.get("/openapi.json")).json()
+        docs = await client.get("/docs")
+        metrics = (await client.get("/metrics")).text
+    assert {"Customer", "Order", "CustomerPage", "OrderPage"} <= set(spec["components"]["schemas"])
+    assert spec["components"]["schemas"]["Order"]["additionalProperties"] is False
+    assert docs.status_code == 200
+    assert docs.headers["content-type"].startswith("text/html")
+    assert 'query_http_requests_total{method="GET",route="/v1/orders/{item_id}",status="404"}' in metrics
+    for family in ("query_http_request_seconds_bucket", "query_token_waits_total", "query_sse_subscribers"):
+        assert family in metrics
+
+
+TALLY = Projection("tally", ("tally",))
+TALLIES = View(
+    name="tallies",
+    item_name="Tally",
+    projection=TALLY,
+    aggregate_type="tally",
+    read_role="tallies:read",
+    default_sort="-count",
+    columns=(
+        Column("id", ColumnType.TEXT),
+        Column("count", ColumnType.INTEGER, filters=frozenset({Filter.RANGE}), sortable=True),
+    ),
+)
+
+
+async def test_a_view_of_another_domain_is_served_from_its_declaration_alone(
+    pg_database: str, settings_for: Callable[..., QuerySettings], headers_for: Callable[..., dict[str, str]]
+) -> None:
+    admin = await asyncpg.connect(pg_database)
+    try:
+        await admin.execute(
+            """
+            CREATE SCHEMA read;
+            CREATE TABLE read.tallies (id text PRIMARY KEY, count integer NOT NULL);
+            CREATE TABLE read.tally_partition_offsets (topic text, partition int, next_offset bigint,
+                high_watermark bigint, last_event_at timestamptz);
+            CREATE TABLE read.tally_aggregate_versions
+                (aggregate_type text, aggregate_id text, version bigint);
+            INSERT INTO read.tallies VALUES ('a', 3), ('b', 7), ('c', 5);
+            """
+        )
+    finally:
+        await admin.close()
+    app = create_app(settings_for(pg_database), catalog=Catalog((TALLIES,)))
+    async with serve_in_process(app) as client:
+        page = await client.get("/v1/tallies?min_count=4", headers=headers_for("tallies:read"))
+        spec = (await client.get("/openapi.json")).json()
+    assert [t["id"] for t in page.json()["items"]] == ["b", "c"]
+    assert "Tally" in spec["components"]["schemas"]
+    assert "/v1/customers" not in spec["paths"]

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from query_svc.engine import ReadEngine
 from query_svc.hub import ChangeHub
 from query_svc.positions import ReadPosition
-from query_svc.stream import EventStream, StreamSettings
+from query_svc.stream import EventStream, Streams, StreamSettings
 from query_svc.views.shop import ORDERS, SHOP
 
 
@@ -23,15 +23,9 @@ class OneRow:
 
 async def test_a_client_that_stops_reading_is_dropped_and_unsubscribed() -> None:
     hub = ChangeHub([SHOP])
-    stream = EventStream(
-        engine=cast(ReadEngine, OneRow()),
-        hub=hub,
-        view=ORDERS,
-        item_id="o-1",
-        last_event_id=None,
-        headers={},
-        settings=StreamSettings(heartbeat_seconds=0.01, send_timeout_seconds=0.1),
-    )
+    settings = StreamSettings(heartbeat_seconds=0.01, send_timeout_seconds=0.1)
+    streams = Streams(cast(ReadEngine, OneRow()), hub, settings)
+    stream = EventStream(streams, ORDERS, "o-1", last_event_id=None, headers={})
     sent: list[dict[str, Any]] = []
     socket_full = asyncio.Event()
 
