@@ -188,6 +188,12 @@ async def save_offsets(connection: Connection, rows: Sequence[OffsetRow]) -> Non
     )
 
 
+async def current_offsets(connection: Connection) -> dict[PartitionKey, int]:
+    """The stored offsets of the build the transaction points at."""
+    rows = await connection.fetch("SELECT topic, partition, next_offset FROM partition_offsets")
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
 async def stored_offsets(connection: Connection, schema: str) -> dict[PartitionKey, int]:
     rows = await connection.fetch(
         f'SELECT topic, partition, next_offset FROM "{schema}".partition_offsets'  # noqa: S608  # schema from projector.builds

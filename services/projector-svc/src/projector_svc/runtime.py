@@ -185,7 +185,20 @@ class ProjectorRuntime:
         offsets = self._offset_rows(records)
 
         async def work(connection: Connection, schema: str) -> Outcome:
-            outcome = await self._applier.apply(connection, schema, events, undecodable)
+            # Records below the stored offsets were committed by an earlier batch (a redelivery
+            # after a rebalance or a crash): skipping them keeps undecodable records, which have
+            # no version to deduplicate by, from being dead-lettered twice.
+            stored = await positions.current_offsets(connection)
+            fresh = [
+                e for e in events if e.origin.offset >= stored.get((e.origin.topic, e.origin.partition), 0)
+            ]
+            new_refused = [
+                u
+                for u in undecodable
+                if u.origin.offset >= stored.get((u.origin.topic, u.origin.partition), 0)
+            ]
+            outcome = await self._applier.apply(connection, schema, fresh, new_refused)
+            outcome.duplicates += len(events) - len(fresh)
             await positions.save_offsets(connection, offsets)
             return outcome
 
