@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,19 +55,33 @@ def _stream_settings(settings: QuerySettings) -> StreamSettings:
     )
 
 
-def create_app(
-    settings: QuerySettings | None = None, *, catalog: Catalog | None = None, **overrides: Any
-) -> FastAPI:
-    """The query service for `catalog` (default: the shop's views). Nothing connects until start-up."""
-    settings = settings or QuerySettings(**overrides)
-    catalog = catalog or CATALOG
-    reader = Reader(
+def _reader(settings: QuerySettings) -> Reader:
+    return Reader(
         settings.database_url.get_secret_value(),
         min_size=settings.pool_min_size,
         max_size=settings.pool_size,
         statement_timeout_ms=settings.statement_timeout_ms,
         acquire_timeout=settings.pool_acquire_timeout_ms / 1000,
     )
+
+
+def _readiness(reader: Reader, catalog: Catalog) -> Callable[[], Awaitable[None]]:
+    async def views_ready() -> None:
+        async with reader.pool.acquire() as connection:
+            for view in catalog.views:
+                if await connection.fetchval("SELECT to_regclass($1)", relation(view)) is None:
+                    raise RuntimeError(f"{relation(view)} does not exist yet")
+
+    return views_ready
+
+
+def create_app(
+    settings: QuerySettings | None = None, *, catalog: Catalog | None = None, **overrides: Any
+) -> FastAPI:
+    """The query service for `catalog` (default: the shop's views). Nothing connects until start-up."""
+    settings = settings or QuerySettings(**overrides)
+    catalog = catalog or CATALOG
+    reader = _reader(settings)
     hub = ChangeHub(catalog.projections)
     listener = ProjectionListener(
         settings.listen_dsn,
@@ -99,13 +113,6 @@ def create_app(
     authorizer = authorizer_for(RememberingVerifier(TokenVerifier(settings)))
     streams = Streams(engine, hub, _stream_settings(settings))
     app.include_router(build_router(catalog, engine, authorizer, read_options, streams))
-
-    async def views_ready() -> None:
-        async with reader.pool.acquire() as connection:
-            for view in catalog.views:
-                if await connection.fetchval("SELECT to_regclass($1)", relation(view)) is None:
-                    raise RuntimeError(f"{relation(view)} does not exist yet")
-
-    app.include_router(operations_router({"postgres": views_ready}))
+    app.include_router(operations_router({"postgres": _readiness(reader, catalog)}))
     app.state.components = {"reader": reader, "hub": hub, "listener": listener, "engine": engine}
     return app

@@ -80,6 +80,19 @@ def _decode_token(value: str, location: str, name: str) -> ConsistencyToken:
     return token
 
 
+def _token_of(after: str | None, header: str | None) -> tuple[ConsistencyToken | None, tuple[str, str]]:
+    """The request's token and where it came from; both places may carry it only if they agree."""
+    token = None if after is None else _decode_token(after, "query", "after")
+    if header is None:
+        return token, ("query", "after")
+    from_header = _decode_token(header, "header", TOKEN_HEADER)
+    if token is not None and from_header != token:
+        raise parameter_problem(
+            400, "header", TOKEN_HEADER, "differs from the `after` parameter", "conflicting-consistency-token"
+        )
+    return from_header, ("header", TOKEN_HEADER)
+
+
 def read_options_dependency(default_wait_ms: int, wait_cap_ms: int) -> Callable[..., Awaitable[ReadOptions]]:
     """The FastAPI dependency parsing `after` / `X-Consistency-Token`, `max_wait_ms`, `If-None-Match`."""
 
@@ -105,20 +118,7 @@ def read_options_dependency(default_wait_ms: int, wait_cap_ms: int) -> Callable[
         ] = None,
         if_none_match: Annotated[str | None, Header(max_length=4096)] = None,
     ) -> ReadOptions:
-        token, where = None, ("query", "after")
-        if after is not None:
-            token = _decode_token(after, "query", "after")
-        if x_consistency_token is not None:
-            from_header = _decode_token(x_consistency_token, "header", TOKEN_HEADER)
-            if token is not None and from_header != token:
-                raise parameter_problem(
-                    400,
-                    "header",
-                    TOKEN_HEADER,
-                    "differs from the `after` parameter",
-                    "conflicting-consistency-token",
-                )
-            token, where = from_header, ("header", TOKEN_HEADER)
+        token, where = _token_of(after, x_consistency_token)
         wait_ms = default_wait_ms if max_wait_ms is None else max_wait_ms
         return ReadOptions(token, where, wait_ms / 1000, if_none_match)
 

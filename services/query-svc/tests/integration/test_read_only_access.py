@@ -32,27 +32,31 @@ def _with_user(dsn: str, user: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.hostname}:{parts.port or 5432}"))
 
 
+async def _grant_then_build(dsn: str, customer: dict[str, Any]) -> None:
+    """As on a clean machine: grants first, the projector's schema and views afterwards."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        if not await admin.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", READER_ROLE):
+            pytest.fail(
+                f"role {READER_ROLE} is missing: `scripts/infra/stack.sh up` creates it", pytrace=False
+            )
+        writer = urlsplit(dsn).username or "cqrs"
+        await admin.execute(
+            GRANTS.read_text().replace(':"writer"', f'"{writer}"').replace(':"reader"', READER_ROLE)
+        )
+        await ensure_active_build(admin, ShopProjection())
+        await insert_rows(admin, "shop_b1", CUSTOMERS, [customer])
+    finally:
+        await admin.close()
+
+
 async def test_the_reader_role_reads_views_created_after_the_grant_and_nothing_else(
     pg_database: str,
     settings_for: Callable[..., QuerySettings],
     make_customer: Callable[..., dict[str, Any]],
     readers: dict[str, str],
 ) -> None:
-    admin = await asyncpg.connect(pg_database)
-    try:
-        if not await admin.fetchval("SELECT true FROM pg_roles WHERE rolname = $1", READER_ROLE):
-            pytest.fail(
-                f"role {READER_ROLE} is missing: `scripts/infra/stack.sh up` creates it", pytrace=False
-            )
-        writer = urlsplit(pg_database).username or "cqrs"
-        # As on a clean machine: grants first, the projector's schema and views afterwards.
-        await admin.execute(
-            GRANTS.read_text().replace(':"writer"', f'"{writer}"').replace(':"reader"', READER_ROLE)
-        )
-        await ensure_active_build(admin, ShopProjection())
-        await insert_rows(admin, "shop_b1", CUSTOMERS, [make_customer("c-1")])
-    finally:
-        await admin.close()
+    await _grant_then_build(pg_database, make_customer("c-1"))
     reader_dsn = _with_user(pg_database, READER_ROLE, os.environ.get("CQRS_READER_PASSWORD", READER_ROLE))
     reader = await asyncpg.connect(reader_dsn)
     try:
