@@ -3,10 +3,12 @@
 The hub never touches the database: it is fed notification payloads by the one shared LISTEN
 connection and wakes whoever cares, so a thousand waiting requests cost one connection and no
 polling. Notifications name `[aggregate_type, aggregate_id, version]` triples of one committed
-projector transaction; a payload that cannot list them (`overflow`), a switch to another build
-schema, or a reconnect of the listener (notifications may have been missed) wakes everyone of the
-projection to re-check. Delivery to a subscriber is a non-blocking `put` into its bounded queue;
-a subscriber whose queue is full is dropped rather than allowed to grow memory.
+projector transaction; a payload that cannot list them (`overflow`) or a reconnect of the listener
+(notifications may have been missed) wakes everyone of the projection to re-check. The build
+schema a notification names is not used to filter: during a rebuild the building schema notifies
+too, and its changes only cause re-checks against `read.*`, which stays on the active build.
+Delivery to a subscriber is a non-blocking `put` into its bounded queue; a subscriber whose queue
+is full is dropped rather than allowed to grow memory.
 """
 
 from __future__ import annotations
@@ -121,7 +123,6 @@ class ChangeHub:
 
     def __init__(self, projections: Iterable[Projection]) -> None:
         self._projections = {p.name for p in projections}
-        self._schemas: dict[str, str] = {}
         self._waiters: dict[tuple[str, str, str], set[Waiter]] = {}
         self._subscribers: dict[str, dict[str, set[Subscription]]] = {}
         self._views: dict[str, View] = {}
@@ -172,10 +173,8 @@ class ChangeHub:
             return
         if notification.projection not in self._projections:
             return
-        previous = self._schemas.get(notification.projection)
-        self._schemas[notification.projection] = notification.schema
-        if notification.overflow or (previous is not None and previous != notification.schema):
-            NOTIFICATIONS.labels("overflow" if notification.overflow else "schema_switch").inc()
+        if notification.overflow:
+            NOTIFICATIONS.labels("overflow").inc()
             self._wake_projection(notification.projection)
             return
         NOTIFICATIONS.labels("changes").inc()
