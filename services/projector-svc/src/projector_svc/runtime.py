@@ -127,7 +127,8 @@ class ProjectorRuntime:
                     "SELECT schema_name FROM projector.builds WHERE projection = $1 AND status = 'active'",
                     self.projection.name,
                 )
-            assert self._schema is not None, "the projection has no active build"
+            if self._schema is None:
+                raise RuntimeError(f"{self.projection.name} has no active build")
             stored = await positions.stored_offsets(connection, self._schema)
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))

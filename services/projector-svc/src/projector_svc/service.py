@@ -106,7 +106,8 @@ class ProjectorService:
             await pool.close()
 
     async def check_database(self) -> None:
-        assert self.pool is not None
+        if self.pool is None:
+            raise RuntimeError("not started")
         async with self.pool.acquire() as connection:
             await connection.fetchval("SELECT 1")
 
