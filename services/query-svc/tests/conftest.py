@@ -6,6 +6,7 @@ views in `read`), so the query service reads exactly the relations it reads in p
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -52,8 +53,26 @@ async def _build(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
         await ensure_active_build(connection, ShopProjection())
+        # An autovacuum worker (a superuser backend) in the database makes the teardown's
+        # DROP DATABASE ... WITH (FORCE) fail; these short-lived tables never need one.
+        for table in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", SCHEMA):
+            await connection.execute(f'ALTER TABLE {SCHEMA}."{table[0]}" SET (autovacuum_enabled = off)')
     finally:
         await connection.close()
+
+
+async def _drop(database_url: str, name: str) -> None:
+    admin = await asyncpg.connect(database_url)
+    try:
+        for attempt in range(20):
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except asyncpg.InsufficientPrivilegeError:
+                await asyncio.sleep(0.1 * (attempt + 1))  # an autovacuum worker: it leaves soon
+            else:
+                return
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
@@ -74,11 +93,7 @@ async def module_shop_dsn(database_url: str) -> AsyncIterator[str]:
     dsn = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
     await _build(dsn)
     yield dsn
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _drop(database_url, name)
 
 
 @pytest.fixture

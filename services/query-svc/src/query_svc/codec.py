@@ -1,21 +1,20 @@
-"""Values by column type: what a filter accepts, how a row renders, how a cursor carries a value.
+"""Values by column type: what a filter accepts, how a cursor carries a value, what OpenAPI says.
 
-Money leaves as a decimal string with the column's two places and timestamps as RFC 3339 in UTC
-(`2024-05-01T12:00:00.123456Z`). Filter values are validated to what PostgreSQL will accept for
-the column (ranges of integer types, finite decimals with at most two places, time-zone-aware
-timestamps, text without NUL), so a hostile value is a 422 naming its parameter, never a database
-error.
+Rows themselves are rendered by PostgreSQL (see `sql.py`): money as a decimal string with two
+places, timestamps as RFC 3339 in UTC (`2024-05-01T12:00:00.123456Z`). Filter values are
+validated to what PostgreSQL will accept for the column (ranges of integer types, finite decimals
+with at most two places, RFC 3339 timestamps with an offset, text without NUL), so a hostile value
+is a 422 naming its parameter, never a database error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, create_model
+from pydantic import AfterValidator, ConfigDict, Field, create_model
 
 from query_svc.declarations import Column, ColumnType, View
 
@@ -32,6 +31,20 @@ def _storable_text(value: str) -> str:
     except UnicodeEncodeError as exc:
         raise ValueError("must be valid Unicode text") from exc
     return value
+
+
+#: RFC 3339 `date-time` (an offset is required; no unix timestamps, no bare dates).
+RFC3339 = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.upper())
+    except ValueError as exc:
+        raise ValueError("is not a valid RFC 3339 date-time") from exc
+    return _utc(parsed)
 
 
 def _utc(value: datetime) -> datetime:
@@ -55,43 +68,14 @@ def parameter_type(column: Column) -> Any:
     if column.type is ColumnType.MONEY:
         return Annotated[Decimal, Field(max_digits=14, decimal_places=2, allow_inf_nan=False)]
     if column.type is ColumnType.TIMESTAMP:
-        return Annotated[AwareDatetime, AfterValidator(_utc)]
+        # Parsed from text here: pydantic's lax datetime would also take unix timestamps.
+        rfc3339 = Field(pattern=RFC3339, json_schema_extra={"format": "date-time"})
+        return Annotated[str, rfc3339, AfterValidator(_timestamp)]
     raise TypeError(f"{column.type} columns have no filter values")
 
 
 def rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _render_money(value: Any) -> Any:
-    return None if value is None else f"{value:.2f}"
-
-
-def _render_timestamp(value: Any) -> Any:
-    return None if value is None else rfc3339(value)
-
-
-def _as_is(value: Any) -> Any:
-    return value
-
-
-def renderer(column: Column) -> Callable[[Any], Any]:
-    """How a database value of this column becomes a JSON value."""
-    if column.type is ColumnType.MONEY:
-        return _render_money
-    if column.type is ColumnType.TIMESTAMP:
-        return _render_timestamp
-    return _as_is
-
-
-def row_renderer(view: View) -> Callable[[Any], dict[str, Any]]:
-    """A function turning a database row of the view into its JSON object (declared columns only)."""
-    pairs = [(c.name, renderer(c)) for c in view.columns]
-
-    def render(row: Any) -> dict[str, Any]:
-        return {name: convert(row[name]) for name, convert in pairs}
-
-    return render
 
 
 def cursor_value(column: Column, value: Any) -> Any:

@@ -7,11 +7,10 @@ snapshot, one round trip). Nothing here names a domain type.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from query_svc.codec import cursor_value, parse_cursor_value, row_renderer
+from query_svc.codec import cursor_value, parse_cursor_value
 from query_svc.consistency import ConsistencyWaiter
 from query_svc.cursor import CursorCodec, CursorPosition, InvalidCursorError
 from query_svc.database import Reader
@@ -25,7 +24,9 @@ Token = tuple[AggregateKey, int]
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    items: list[dict[str, Any]]
+    """Rows as JSON texts (rendered by PostgreSQL) and the cursor of the next page, if any."""
+
+    items: list[str]
     next_cursor: str | None
 
 
@@ -36,13 +37,6 @@ class ReadEngine:
         self.reader = reader
         self.waiter = waiter
         self._cursors = cursors
-        self._renderers: dict[str, Callable[[Any], dict[str, Any]]] = {}
-
-    def render(self, view: View, row: Any) -> dict[str, Any]:
-        renderer = self._renderers.get(view.name)
-        if renderer is None:
-            renderer = self._renderers[view.name] = row_renderer(view)
-        return renderer(row)
 
     async def settle(self, view: View, options: ReadOptions) -> Token | None:
         """Wait (bounded) for the request's consistency token, if it has one; the token to report."""
@@ -52,15 +46,13 @@ class ReadEngine:
         await self.waiter.wait(view.projection, token, options.wait_seconds)
         return (token.aggregate_type, token.aggregate_id), token.version
 
-    async def item(
-        self, view: View, key: str, token: Token | None
-    ) -> tuple[dict[str, Any] | None, ReadPosition]:
+    async def item(self, view: View, key: str, token: Token | None) -> tuple[str | None, ReadPosition]:
+        """The row as JSON text (None if absent) and the position it was read at."""
         sql = joined_to(position_select(view.projection), select_item(view, parameter=3))
         async with self.reader.connection() as connection:
             row = await connection.fetchrow(sql, *token_arguments(token), key)
         assert row is not None  # the position side always yields its one row
-        found = row[view.key] is not None
-        return (self.render(view, row) if found else None), position_of(row, token)
+        return row["_json"], position_of(row, token)
 
     async def page(
         self, view: View, query: PageQuery, token: Token | None, *, parent: tuple[View, str] | None = None
@@ -81,15 +73,14 @@ class ReadEngine:
         position = position_of(rows[0], token)
         if parent is not None and not rows[0]["_parent"]:
             return None, position
-        rows = [r for r in rows if r[view.key] is not None]
+        rows = [r for r in rows if r["_key"] is not None]
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         next_cursor = None
         if more:
-            last = rows[-1]
-            value = cursor_value(query.order.column, last[query.order.column.name])
-            next_cursor = self._cursors.encode(CursorPosition(query.identity, value, last[view.key]))
-        return Page([self.render(view, r) for r in rows], next_cursor), position
+            value = cursor_value(query.order.column, rows[-1]["_sort"])
+            next_cursor = self._cursors.encode(CursorPosition(query.identity, value, rows[-1]["_key"]))
+        return Page([r["_json"] for r in rows], next_cursor), position
 
     def _start(self, view: View, query: PageQuery) -> tuple[Any, str] | None:
         if query.cursor is None:

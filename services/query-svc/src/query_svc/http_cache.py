@@ -39,9 +39,8 @@ def encode_json(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def cached_json(payload: Any, *, if_none_match: str | None, headers: dict[str, str]) -> Response:
-    """200 with the body, or 304 (same validators, no body) when the client's copy is current."""
-    body = encode_json(payload)
+def cached_json(body: bytes, *, if_none_match: str | None, headers: dict[str, str]) -> Response:
+    """200 with the JSON body, or 304 (same validators, no body) when the client's copy is current."""
     etag = entity_tag(body)
     all_headers = {**headers, "ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": VARY}
     if matches(if_none_match, etag):

@@ -9,19 +9,20 @@ may not be repeated.
 # No `from __future__ import annotations`: FastAPI evaluates `read_options`'s annotations, which
 # refer to the closure's wait bounds that postponed evaluation cannot see.
 
-import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from cqrs_shared.consistency import ConsistencyToken, InvalidTokenError
 from cqrs_shared.problems import ProblemError
 from query_svc.codec import parameter_type
 from query_svc.cursor import MAX_CURSOR_LENGTH, query_digest
-from query_svc.declarations import Column, Projection, View
+from query_svc.declarations import Projection, View
 from query_svc.sql import Condition, SortOrder
 
 #: Values one equality filter may list (`?status=a&status=b` is `status IN (a, b)`).
@@ -154,10 +155,15 @@ class PageQuery:
 
 @dataclass(frozen=True, slots=True)
 class CollectionParameters:
-    """The generated query parameters of a view's collection routes."""
+    """The generated query parameters of a view's collection routes, as one pydantic model.
+
+    The query string is validated by the model in one pass rather than by FastAPI parameter by
+    parameter (that path cost about a millisecond per request for twenty parameters); errors
+    still leave as FastAPI's 422 problems naming `query.<parameter>`, and the OpenAPI parameters
+    are the model's field schemas."""
 
     view: View
-    signature: tuple[inspect.Parameter, ...]
+    model: type[BaseModel]
     filters: frozenset[str]
     repeatable: frozenset[str]
 
@@ -165,13 +171,39 @@ class CollectionParameters:
     def known(self) -> frozenset[str]:
         return self.filters | {"limit", "cursor", "sort"} | WAIT_PARAMETERS
 
-    def page_query(
-        self, request: Request, values: dict[str, Any], fixed: tuple[Condition, ...] = ()
-    ) -> PageQuery:
+    def parse(self, request: Request) -> dict[str, Any]:
+        """The declared parameters of the query string, validated and typed."""
+        params = request.query_params
+        raw = {
+            name: params.getlist(name) if name in self.repeatable else params[name]
+            for name in self.model.model_fields
+            if name in params
+        }
+        try:
+            return dict(self.model.model_validate(raw))
+        except ValidationError as exc:
+            errors = [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+            raise RequestValidationError(errors) from exc
+
+    def openapi_parameters(self) -> list[dict[str, Any]]:
+        schema = self.model.model_json_schema()
+        return [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": field.get("description"),
+                "schema": field,
+            }
+            for name, field in schema["properties"].items()
+        ]
+
+    def page_query(self, request: Request, fixed: tuple[Condition, ...] = ()) -> PageQuery:
         view = self.view
+        values = self.parse(request)
         conditions = list(fixed)
         for column in view.equality_columns():
-            chosen = list(dict.fromkeys(values.get(column.name) or ()))
+            chosen = list(dict.fromkeys(values[column.name] or ()))
             if len(chosen) == 1:
                 conditions.append(Condition(column, "=", chosen[0]))
             elif chosen:
@@ -179,47 +211,39 @@ class CollectionParameters:
         conditions.extend(
             Condition(bound.column, bound.operator, values[bound.name])
             for bound in view.range_filters()
-            if values.get(bound.name) is not None
+            if values[bound.name] is not None
         )
-        order = SortOrder.parse(view, values.get("sort") or view.default_sort)
+        order = SortOrder.parse(view, values["sort"] or view.default_sort)
         raw_filters = sorted((k, v) for k, v in request.query_params.multi_items() if k in self.filters)
         fixed_part = [(c.column.name, c.operator, str(c.value)) for c in fixed]
         identity = query_digest([view.name, fixed_part, order.text, raw_filters])
-        return PageQuery(tuple(conditions), order, values["limit"], values.get("cursor"), identity)
-
-
-def _parameter(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
-
-def _equality(column: Column) -> inspect.Parameter:
-    description = f"{column.name} equals the value; repeat the parameter for any of several values."
-    query = Query(max_length=MAX_IN_VALUES, description=description)
-    return _parameter(column.name, Annotated[list[parameter_type(column)] | None, query])  # type: ignore[misc]  # a runtime-built type
+        return PageQuery(tuple(conditions), order, values["limit"], values["cursor"], identity)
 
 
 def collection_parameters(view: View) -> CollectionParameters:
     """Parameters for `GET /v1/<view>`: `limit`, `cursor`, `sort` and one or two per declared filter."""
     sort_type = cast(Any, Literal)[view.sort_options]
-    signature: list[inspect.Parameter] = [
-        _parameter("limit", Annotated[int, Query(ge=1, le=view.max_limit)], view.default_limit),
-        _parameter(
-            "cursor", Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH, pattern=CURSOR_PATTERN)]
+    fields: dict[str, Any] = {
+        "limit": (int, Field(view.default_limit, ge=1, le=view.max_limit, description="Rows per page.")),
+        "cursor": (
+            str | None,
+            Field(None, max_length=MAX_CURSOR_LENGTH, pattern=CURSOR_PATTERN, description="From `next`."),
         ),
-        _parameter(
-            "sort",
-            Annotated[
-                sort_type | None, Query(description=f"Order (`-` descending); default {view.default_sort}.")
-            ],
+        "sort": (
+            sort_type | None,
+            Field(None, description=f"Order (`-` descending); default {view.default_sort}."),
         ),
-    ]
-    signature += [_equality(c) for c in view.equality_columns()]
+    }
+    for column in view.equality_columns():
+        description = f"{column.name} equals the value; repeat the parameter for any of several values."
+        fields[column.name] = (
+            list[parameter_type(column)] | None,  # type: ignore[misc]  # a runtime-built type
+            Field(None, max_length=MAX_IN_VALUES, description=description),
+        )
     for bound in view.range_filters():
         description = f"{bound.column.name} {bound.operator} this value."
-        signature.append(
-            _parameter(
-                bound.name, Annotated[parameter_type(bound.column) | None, Query(description=description)]
-            )
-        )
+        fields[bound.name] = (parameter_type(bound.column) | None, Field(None, description=description))
+    # extra="ignore": undeclared parameters are refused by `reject_unknown`, which names them better.
+    model = create_model(f"{view.item_name}Query", __config__=ConfigDict(extra="ignore"), **fields)
     equality = frozenset(c.name for c in view.equality_columns())
-    return CollectionParameters(view, tuple(signature), frozenset(view.filter_parameter_names()), equality)
+    return CollectionParameters(view, model, frozenset(view.filter_parameter_names()), equality)

@@ -9,7 +9,7 @@ and answers JSON with an ETag, caching headers and the read model's position and
 # No `from __future__ import annotations` here: FastAPI evaluates these endpoints' annotations,
 # which refer to closure variables (the view, its role) that postponed evaluation cannot see.
 
-import inspect
+import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -90,7 +90,7 @@ def _item_route(
         row, position = await engine.item(view, item_id, token)
         if row is None:
             raise not_found(view, item_id, position)
-        return cached_json(row, if_none_match=options.if_none_match, headers=position.headers())
+        return cached_json(row.encode(), if_none_match=options.if_none_match, headers=position.headers())
 
     router.add_api_route(
         f"/v1/{view.name}/{{item_id}}",
@@ -104,34 +104,17 @@ def _item_route(
     )
 
 
-def _page_body(request: Request, page: Page) -> tuple[dict[str, Any], dict[str, str]]:
-    if page.next_cursor is None:
-        return {"items": page.items, "next": None}, {}
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", *WAIT_PARAMETERS)]
-    next_url = f"{request.url.path}?{urlencode([*kept, ('cursor', page.next_cursor)])}"
-    return {"items": page.items, "next": next_url}, {"Link": f'<{next_url}>; rel="next"'}
-
-
-def _with_signature(
-    endpoint: Callable[..., Any], head: list[inspect.Parameter], spec: CollectionParameters
-) -> None:
-    # FastAPI reads parameters from the signature; the filters exist only in the declarations.
-    endpoint.__signature__ = inspect.Signature([*head, *spec.signature])  # type: ignore[attr-defined]  # FastAPI honours __signature__
-
-
-def _common_head(
-    view: View, authorizers: list[Any], read_options: ReadOptionsDependency
-) -> list[inspect.Parameter]:
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    head = [
-        inspect.Parameter("request", kind, annotation=Request),
-        inspect.Parameter("options", kind, annotation=Annotated[ReadOptions, Depends(read_options)]),
-    ]
-    head += [
-        inspect.Parameter(f"_caller{i}", kind, annotation=Annotated[None, Depends(a)])
-        for i, a in enumerate(authorizers)
-    ]
-    return head
+def _page_body(request: Request, page: Page) -> tuple[bytes, dict[str, str]]:
+    """`{"items": [...], "next": url | null}` spliced from the rows' JSON texts, and the Link header."""
+    next_url, link = None, {}
+    if page.next_cursor is not None:
+        kept = [
+            (k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", *WAIT_PARAMETERS)
+        ]
+        next_url = f"{request.url.path}?{urlencode([*kept, ('cursor', page.next_cursor)])}"
+        link = {"Link": f'<{next_url}>; rel="next"'}
+    body = '{"items":[' + ",".join(page.items) + '],"next":' + json.dumps(next_url) + "}"
+    return body.encode(), link
 
 
 def _collection_route(
@@ -143,16 +126,19 @@ def _collection_route(
 ) -> None:
     view = spec.view
 
-    async def list_items(request: Request, options: ReadOptions, **values: Any) -> Response:
+    async def list_items(
+        request: Request,
+        options: Annotated[ReadOptions, Depends(read_options)],
+        _caller: Annotated[None, Depends(authorizer(view.read_role))],
+    ) -> Response:
         reject_unknown(request, view, spec.known, spec.repeatable)
-        query = spec.page_query(request, values)
+        page_query = spec.page_query(request)
         token = await engine.settle(view, options)
-        page, position = await engine.page(view, query, token)
+        page, position = await engine.page(view, page_query, token)
         assert page is not None  # only a relation's page can lack its owner
         body, link = _page_body(request, page)
         return cached_json(body, if_none_match=options.if_none_match, headers={**position.headers(), **link})
 
-    _with_signature(list_items, _common_head(view, [authorizer(view.read_role)], read_options), spec)
     router.add_api_route(
         f"/v1/{view.name}",
         list_items,
@@ -162,6 +148,7 @@ def _collection_route(
         operation_id=f"list_{view.name}",
         response_model=None,
         responses=page_responses(page_model(view)),
+        openapi_extra={"parameters": spec.openapi_parameters()},
     )
 
 
@@ -177,20 +164,22 @@ def _relation_route(
     foreign_key = child.column(relation.foreign_key)
     assert foreign_key is not None  # checked by Relation
 
-    async def list_related(request: Request, options: ReadOptions, item_id: str, **values: Any) -> Response:
+    async def list_related(
+        request: Request,
+        item_id: Annotated[str, key_path(parent)],
+        options: Annotated[ReadOptions, Depends(read_options)],
+        _owner_caller: Annotated[None, Depends(authorizer(parent.read_role))],
+        _caller: Annotated[None, Depends(authorizer(child.read_role))],
+    ) -> Response:
         reject_unknown(request, child, spec.known, spec.repeatable)
-        query = spec.page_query(request, values, fixed=(Condition(foreign_key, "=", item_id),))
+        page_query = spec.page_query(request, fixed=(Condition(foreign_key, "=", item_id),))
         token = await engine.settle(child, options)
-        page, position = await engine.page(child, query, token, parent=(parent, item_id))
+        page, position = await engine.page(child, page_query, token, parent=(parent, item_id))
         if page is None:
             raise not_found(parent, item_id, position)
         body, link = _page_body(request, page)
         return cached_json(body, if_none_match=options.if_none_match, headers={**position.headers(), **link})
 
-    head = _common_head(child, [authorizer(parent.read_role), authorizer(child.read_role)], read_options)
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    head.insert(1, inspect.Parameter("item_id", kind, annotation=Annotated[str, key_path(parent)]))
-    _with_signature(list_related, head, spec)
     router.add_api_route(
         f"/v1/{parent.name}/{{item_id}}/{relation.name}",
         list_related,
@@ -200,6 +189,7 @@ def _relation_route(
         operation_id=f"list_{parent.name}_{relation.name}",
         response_model=None,
         responses=page_responses(page_model(child)),
+        openapi_extra={"parameters": spec.openapi_parameters()},
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from query_svc.declarations import Column, View
+from query_svc.declarations import Column, ColumnType, View
 
 #: Comparison operators a condition may use (never taken from a request).
 OPERATORS = frozenset({"=", "in", ">", ">=", "<", "<="})
@@ -72,13 +72,34 @@ class _Arguments:
         return f"${self.offset + len(self.values)}::{column.type.value}{'[]' if array else ''}"
 
 
-def _columns(view: View) -> str:
-    return ", ".join(quote(c.name) for c in view.columns)
+#: RFC 3339 in UTC with microseconds: fixed width, so equal instants render equal text.
+_TIMESTAMP_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
+
+def _rendered(column: Column) -> str:
+    name = f"r.{quote(column.name)}"
+    if column.type is ColumnType.MONEY:
+        return f"round({name}, 2)::text"
+    if column.type is ColumnType.TIMESTAMP:
+        return f"to_char({name} AT TIME ZONE 'UTC', '{_TIMESTAMP_FORMAT}')"
+    return name
+
+
+def _select_list(view: View, sort: Column) -> str:
+    """`_json`: the row as the API shows it (declared columns only, money as a two-place decimal
+    string, time as RFC 3339 UTC), rendered by PostgreSQL so Python never touches the values;
+    `_key` and `_sort`: the raw key and sort value, for cursors."""
+    rendered = ", ".join(f"{_rendered(c)} AS {quote(c.name)}" for c in view.columns)
+    return (
+        f"(SELECT row_to_json(j) FROM (SELECT {rendered}) AS j)::text AS _json, "  # noqa: S608  # declared identifiers
+        f"r.{quote(view.key)} AS _key, r.{quote(sort.name)} AS _sort"
+    )
 
 
 def select_item(view: View, *, parameter: int = 1) -> str:
-    """One row by key: `$<parameter>` is the key."""
-    return f"SELECT {_columns(view)} FROM {relation(view)} WHERE {quote(view.key)} = ${parameter}"  # noqa: S608  # declared identifiers
+    """One row by key (`$<parameter>`), as `_json`, `_key`, `_sort`."""
+    columns = _select_list(view, view.key_column)
+    return f"SELECT {columns} FROM {relation(view)} AS r WHERE r.{quote(view.key)} = ${parameter}"  # noqa: S608  # declared identifiers
 
 
 def exists_item(view: View, *, parameter: int = 1) -> str:
@@ -122,11 +143,11 @@ def _after_sql(view: View, order: SortOrder, sort_value: Any, key: str, args: _A
     return after if order.descending else f"({after} OR {name} IS NULL)"
 
 
-def _order_by(view: View, order: SortOrder, prefix: str = "") -> str:
+def _order_by(view: View, order: SortOrder) -> str:
     direction = "DESC" if order.descending else "ASC"
-    terms = [f"{prefix}{quote(order.column.name)} {direction}"]
+    terms = [f"r.{quote(order.column.name)} {direction}"]
     if order.column.name != view.key:
-        terms.append(f"{prefix}{quote(view.key)} {direction}")
+        terms.append(f"r.{quote(view.key)} {direction}")
     return " ORDER BY " + ", ".join(terms)
 
 
@@ -150,5 +171,7 @@ def select_page(
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     limit_arg = f"${offset + len(args.values) + 1}"
     args.values.append(limit)
-    sql = f"SELECT {_columns(view)} FROM {relation(view)}{where}{_order_by(view, order)} LIMIT {limit_arg}"  # noqa: S608  # declared identifiers, values bound
-    return sql, args.values, _order_by(view, order, "d.")
+    columns = _select_list(view, order.column)
+    sql = f"SELECT {columns} FROM {relation(view)} AS r{where}{_order_by(view, order)} LIMIT {limit_arg}"  # noqa: S608  # declared identifiers, values bound
+    direction = "DESC" if order.descending else "ASC"
+    return sql, args.values, f" ORDER BY d._sort {direction}, d._key {direction}"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -63,7 +62,7 @@ class Streams:
     def full(self) -> bool:
         return self.hub.subscriber_count >= self.settings.max_subscribers
 
-    async def read(self, view: View, item_id: str) -> dict[str, Any] | None:
+    async def read(self, view: View, item_id: str) -> str | None:
         """The row now; a busy or unavailable database is retried with backoff before it is fatal."""
         for attempt in range(self.settings.read_attempts):
             try:
@@ -148,7 +147,7 @@ class EventStream(StreamingResponse):
         except TimeoutError as exc:
             raise _SlowClientError from exc
 
-    async def _read(self) -> dict[str, Any] | None:
+    async def _read(self) -> str | None:
         return await self._streams.read(self._view, self._item_id)
 
     async def _pump(self, subscription: Subscription, send: Send) -> bool:
@@ -158,7 +157,7 @@ class EventStream(StreamingResponse):
             await self._send(send, f"retry: {self._settings.retry_ms}\n\n".encode())
             row, event = await self._read(), "snapshot"
             while row is not None:
-                data = encode_json(row)
+                data = row.encode()
                 event_id = entity_tag(data).strip('"')
                 if event_id != last_id:
                     await self._send(send, format_event(event, data, event_id))

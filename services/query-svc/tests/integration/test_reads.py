@@ -49,7 +49,7 @@ async def test_an_item_renders_money_as_a_decimal_string_and_time_as_rfc3339_utc
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["total"] == "120.50"
-    assert body["placed_at"] == "2024-01-01T00:00:10Z"
+    assert body["placed_at"] == "2024-01-01T00:00:10.000000Z"
     assert body["lines"] == [{"sku": "sku-1", "quantity": 1, "unit_price": "120.50"}]
     assert set(body) == {c.name for c in ORDERS.columns}
     assert response.headers["cache-control"] == "private, no-cache"

@@ -27,13 +27,15 @@ def test_values_never_appear_in_the_sql_text() -> None:
     assert args == [[HOSTILE, "placed"], Decimal("5.00"), datetime(2024, 1, 1, tzinfo=UTC), HOSTILE, 51]
     assert '"status" = ANY($1::text[])' in sql
     assert '("placed_at", "id") < ($3::timestamptz, $4::text)' in sql
-    assert sql.endswith('ORDER BY "placed_at" DESC, "id" DESC LIMIT $5')
-    assert outer == ' ORDER BY d."placed_at" DESC, d."id" DESC'
+    assert sql.endswith('ORDER BY r."placed_at" DESC, r."id" DESC LIMIT $5')
+    assert outer == " ORDER BY d._sort DESC, d._key DESC"
 
 
-def test_an_item_read_selects_declared_columns_by_key() -> None:
-    assert select_item(CUSTOMERS).startswith('SELECT "id", "name", "email"')
-    assert select_item(CUSTOMERS).endswith('FROM read."customers" WHERE "id" = $1')
+def test_an_item_read_renders_declared_columns_by_key() -> None:
+    sql = select_item(CUSTOMERS)
+    assert 'SELECT r."id" AS "id", r."name" AS "name", r."email" AS "email"' in sql
+    assert 'round(r."lifetime_value", 2)::text' in sql
+    assert sql.endswith('FROM read."customers" AS r WHERE r."id" = $1')
 
 
 @pytest.mark.parametrize(

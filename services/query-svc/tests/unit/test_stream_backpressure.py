@@ -17,8 +17,8 @@ from query_svc.views.shop import ORDERS, SHOP
 class OneRow:
     """Stands in for the engine: the same row on every read."""
 
-    async def item(self, *_args: Any) -> tuple[dict[str, Any], ReadPosition]:
-        return {"id": "o-1", "version": 1}, ReadPosition("none", 0)
+    async def item(self, *_args: Any) -> tuple[str, ReadPosition]:
+        return '{"id":"o-1","version":1}', ReadPosition("none", 0)
 
 
 async def test_a_client_that_stops_reading_is_dropped_and_unsubscribed() -> None:
