@@ -39,6 +39,7 @@ from projector_svc.notify import CHANNEL
 from projector_svc.service import prepare_topics
 from projector_svc.settings import ProjectorSettings
 from projector_svc.table_rows import Table
+from projector_svc.testing.fixtures import drop_database
 from projector_svc.testing.kafka_feed import EventFeed
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import wait_for_offsets
@@ -215,8 +216,8 @@ async def main(events: int, rate: int, seconds: float) -> None:
     finally:
         projector.stop()
         await pool.close()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+        await drop_database(ADMIN_DSN, database)
     report(events, steady, rebuild_rate, rebuild_line, consume_rate, decode_rate, insert_rate, lag, rate)
 
 
