@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit lint fmt demo bench bench-commands clean
+.PHONY: help deps up down status test test-unit lint fmt demo bench bench-commands bench-projector bench-query clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -53,11 +53,19 @@ fmt: deps ## Format and fix what ruff can
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
 
-bench: bench-commands ## Every benchmark (figures next to the machine's raw limits)
+bench: bench-commands bench-projector bench-query ## Every benchmark (figures next to the machine's raw limits)
 
 bench-commands: deps ## Commands/s through the topic door vs raw Kafka and raw store rates
 	@$(STACK) up
 	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.command_bench
+
+bench-projector: deps ## Projected events/s (steady, rebuild) and staleness vs raw consume and insert rates
+	@$(STACK) up
+	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.projector_bench
+
+bench-query: deps ## Query requests/s and latency vs a raw asyncpg SELECT of the same rows
+	@$(STACK) up
+	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.query_bench
 
 clean: ## Stop everything and delete local data (keeps downloads and builds)
 	@$(SERVICES) down || true

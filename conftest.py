@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -117,18 +116,7 @@ def topic_prefix(unique: str) -> str:
 @pytest.fixture
 async def pg_database(database_url: str, unique: str) -> AsyncIterator[str]:
     """A fresh, empty PostgreSQL database for one test; its DSN. Dropped afterwards."""
-    import asyncpg
+    from cqrs_shared.testing.postgres import fresh_database
 
-    name = f"t_{unique}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    parts = urlsplit(database_url)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(database_url, f"t_{unique}") as dsn:
+        yield dsn

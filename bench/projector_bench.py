@@ -33,13 +33,13 @@ from aiokafka import AIOKafkaConsumer
 from tests.e2e.harness import ServiceProcess, free_port
 
 from cqrs_shared.envelopes import EventEnvelope, utc_now
+from cqrs_shared.testing.postgres import drop_database
 from cqrs_shared.topics import TopicNames
 from projector_svc.event_topics import end_offsets, partitions_of
 from projector_svc.notify import CHANNEL
 from projector_svc.service import prepare_topics
 from projector_svc.settings import ProjectorSettings
 from projector_svc.table_rows import Table
-from projector_svc.testing.fixtures import drop_database
 from projector_svc.testing.kafka_feed import EventFeed
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import wait_for_offsets

@@ -31,6 +31,7 @@ def service_env(
         LOG_FORMAT="json",
         LOG_LEVEL="INFO",
         COMMAND_SVC_RELAY_SCAN_INTERVAL_SECONDS="0.5",
+        QUERY_SVC_CURSOR_SECRET="e2e-cursor-secret-0123456789",
     )
     return env
 

@@ -17,11 +17,9 @@ import pytest
 from cqrs_shared.auth import mint_token
 from cqrs_shared.consistency import ConsistencyToken
 from projector_svc.notify import CHANNEL
-from projector_svc.testing.fixtures import pg_database
 from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-__all__ = ["pg_database"]  # this module's fresh database is dropped with retries
 
 LINE = {"sku": "a", "quantity": 2, "unit_price": "10.00"}
 

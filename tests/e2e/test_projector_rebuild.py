@@ -21,7 +21,6 @@ from projector_svc.builds import Build
 from projector_svc.pg import create_pool
 from projector_svc.rebuild import catch_up
 from projector_svc.settings import ProjectorSettings
-from projector_svc.testing.fixtures import pg_database
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
@@ -30,7 +29,6 @@ from projector_svc.views.shop import ShopProjection
 from tests.e2e.harness import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-__all__ = ["pg_database"]  # this module's fresh database is dropped with retries
 
 
 async def _load(

@@ -17,7 +17,6 @@ import pytest
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.topics import TopicNames
 from projector_svc.pg import create_pool
-from projector_svc.testing.fixtures import pg_database
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
@@ -25,7 +24,6 @@ from projector_svc.testing.views_io import diff, read_rows, wait_for_offsets
 from tests.e2e.harness import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-__all__ = ["pg_database"]  # this module's fresh database is dropped with retries
 
 
 @pytest.fixture

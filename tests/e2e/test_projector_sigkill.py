@@ -14,7 +14,6 @@ import pytest
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.topics import TopicNames
 from projector_svc.pg import create_pool
-from projector_svc.testing.fixtures import pg_database
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
@@ -22,7 +21,6 @@ from projector_svc.testing.views_io import diff, read_rows, stored_offsets, wait
 from tests.e2e.harness import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-__all__ = ["pg_database"]  # this module's fresh database is dropped with retries
 
 TOTAL = 20_000
 

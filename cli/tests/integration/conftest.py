@@ -1,5 +1,5 @@
 """Fixtures for CLI tests that need projector replicas, Kafka topics and a database."""
 
-from projector_svc.testing.fixtures import feed, pg_database, pool, settings, start_projector, topics
+from projector_svc.testing.fixtures import feed, pool, settings, start_projector, topics
 
-__all__ = ["feed", "pg_database", "pool", "settings", "start_projector", "topics"]
+__all__ = ["feed", "pool", "settings", "start_projector", "topics"]

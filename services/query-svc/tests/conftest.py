@@ -6,7 +6,6 @@ views in `read`), so the query service reads exactly the relations it reads in p
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ import asyncpg
 import pytest
 
 from cqrs_shared.auth import mint_token
+from cqrs_shared.testing.postgres import drop_database
 from projector_svc.builds import ensure_active_build
 from projector_svc.views.shop import ShopProjection
 from query_svc.settings import QuerySettings
@@ -53,26 +53,12 @@ async def _build(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
         await ensure_active_build(connection, ShopProjection())
-        # An autovacuum worker (a superuser backend) in the database makes the teardown's
-        # DROP DATABASE ... WITH (FORCE) fail; these short-lived tables never need one.
+        # These short-lived tables never need autovacuum, and a worker in the database would
+        # make the teardown's DROP DATABASE wait for it.
         for table in await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1", SCHEMA):
             await connection.execute(f'ALTER TABLE {SCHEMA}."{table[0]}" SET (autovacuum_enabled = off)')
     finally:
         await connection.close()
-
-
-async def _drop(database_url: str, name: str) -> None:
-    admin = await asyncpg.connect(database_url)
-    try:
-        for attempt in range(20):
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except asyncpg.InsufficientPrivilegeError:
-                await asyncio.sleep(0.1 * (attempt + 1))  # an autovacuum worker: it leaves soon
-            else:
-                return
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
@@ -93,7 +79,7 @@ async def module_shop_dsn(database_url: str) -> AsyncIterator[str]:
     dsn = urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
     await _build(dsn)
     yield dsn
-    await _drop(database_url, name)
+    await drop_database(database_url, name)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ are decided here. Every name goes through `TopicNames` so a prefix isolates tena
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -39,6 +39,10 @@ class TopicNames:
     def events(self, aggregate_type: str) -> str:
         return f"{self.prefix}events.{aggregate_type}"
 
+    def retained_forever(self, aggregate_types: Iterable[str]) -> list[str]:
+        """Topics whose records are history: read models are rebuilt by replaying them from offset 0."""
+        return [*(self.events(t) for t in sorted(set(aggregate_types))), self.events_dlq]
+
     def all_for(self, aggregate_types: Iterable[str]) -> list[str]:
         return [
             self.commands,
@@ -49,10 +53,20 @@ class TopicNames:
         ]
 
 
+#: Topic configuration of history topics (whichever service starts first creates them).
+RETAIN_FOREVER: Mapping[str, str] = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
 async def ensure_topics(
-    bootstrap_servers: str, names: Iterable[str], *, partitions: int, replication_factor: int
+    bootstrap_servers: str,
+    names: Iterable[str],
+    *,
+    partitions: int,
+    replication_factor: int,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names it created. Safe to run concurrently."""
+    """Create the topics that do not exist yet (with `configs[name]` where given); returns the names
+    it created. Existing topics are left as they are. Safe to run concurrently."""
     wanted = list(dict.fromkeys(names))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
@@ -62,7 +76,15 @@ async def ensure_topics(
         if not missing:
             return []
         response = await admin.create_topics(
-            [NewTopic(n, num_partitions=partitions, replication_factor=replication_factor) for n in missing]
+            [
+                NewTopic(
+                    n,
+                    num_partitions=partitions,
+                    replication_factor=replication_factor,
+                    topic_configs=dict((configs or {}).get(n, {})),
+                )
+                for n in missing
+            ]
         )
         failures = []
         for topic, code, *rest in response.topic_errors:

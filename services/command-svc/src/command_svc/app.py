@@ -28,7 +28,7 @@ from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
 from cqrs_shared.problems import install_problem_handlers, problem_response
 from cqrs_shared.service_http import operations_router
-from cqrs_shared.topics import TopicNames, ensure_topics
+from cqrs_shared.topics import RETAIN_FOREVER, TopicNames, ensure_topics
 from cqrs_shared.write_store import LeaseStore, WriteStore, WriteStoreUnavailableError
 from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 from cqrs_shared.write_store.mongo_store import MongoLeaseStore, MongoWriteStore
@@ -67,6 +67,7 @@ def create_app(
             topics.all_for(registry.aggregate_types),
             partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
+            configs=dict.fromkeys(topics.retained_forever(registry.aggregate_types), RETAIN_FOREVER),
         )
         store, leases, closable = await _open_stores(settings)
         producer: AIOKafkaProducer = make_producer(

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastapi import FastAPI
 
 from cqrs_shared.testing.kafka_client import KafkaClient
@@ -168,3 +170,19 @@ async def test_an_unreachable_store_is_a_503_the_client_may_retry(
     assert response.headers["retry-after"] == "1"
     assert "same command_id" in response.json()["detail"]
     assert await store.find_outcome(uuid.UUID(envelope["command_id"])) is None
+
+
+async def test_event_topics_are_created_to_keep_history_forever(app: FastAPI, kafka: KafkaClient) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    await admin.start()
+    try:
+        names = [kafka.topics.events("customer"), kafka.topics.events("order"), kafka.topics.events_dlq]
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    finally:
+        await admin.close()
+    retention = {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}["retention.ms"]
+        for response in described
+        for resource in response.resources
+    }
+    assert retention == dict.fromkeys(names, "-1")

@@ -8,6 +8,7 @@ Migrations run under an advisory lock, so replicas starting together apply each 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
+from projector_svc.notify import CHANNEL
 from projector_svc.pg import Connection
 from projector_svc.projection import Migration, Projection
 
@@ -129,6 +131,12 @@ async def activate(connection: Connection, projection: Projection, build: Build)
             build.number,
         )
         await _publish_views(connection, projection, build)
+        # Every row readers see may have changed: wake all waiters and streams to re-read (on commit).
+        await connection.execute(
+            "SELECT pg_notify($1, $2)",
+            CHANNEL,
+            json.dumps({"projection": build.projection, "schema": build.schema, "overflow": True}),
+        )
 
 
 async def active_schema(connection: Connection, projection: str) -> str | None:

@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+
+from cqrs_shared.topics import RETAIN_FOREVER, ensure_topics
 
 log = logging.getLogger(__name__)
 
 PartitionEnds = dict[tuple[str, int], int]
-RETAIN_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 #: `config_source` of a configuration set on the topic itself (DescribeConfigs).
 _DYNAMIC_TOPIC_CONFIG = 1
 
@@ -33,22 +33,16 @@ async def ensure_kept_forever(
     bootstrap_servers: str, names: Sequence[str], *, partitions: int, replication_factor: int
 ) -> None:
     """Create the missing topics and make every one of them keep its records forever."""
+    await ensure_topics(
+        bootstrap_servers,
+        names,
+        partitions=partitions,
+        replication_factor=replication_factor,
+        configs=dict.fromkeys(names, RETAIN_FOREVER),
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
-        if missing:
-            response = await admin.create_topics(
-                [NewTopic(n, partitions, replication_factor, topic_configs=RETAIN_FOREVER) for n in missing]
-            )
-            failures = [
-                f"{topic}: error {code}"
-                for topic, code, *_ in response.topic_errors
-                if code not in (0, TopicAlreadyExistsError.errno)
-            ]
-            if failures:
-                raise RuntimeError("could not create Kafka topics: " + "; ".join(failures))
         await _raise_retention(admin, names)
     finally:
         await admin.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Sequence
 
 import asyncpg
@@ -123,3 +124,21 @@ async def test_activating_a_build_swaps_what_readers_see_atomically(pg_database:
 
 def _pairs_consistent(seen: Sequence[int]) -> bool:
     return all(seen[i] == seen[i + 1] for i in range(0, len(seen), 2))
+
+
+async def test_activating_a_build_wakes_every_reader_on_commit(pg_database: str) -> None:
+    projection = ShopProjection()
+    connection = await asyncpg.connect(pg_database)
+    listener = await asyncpg.connect(pg_database)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    try:
+        await ensure_active_build(connection, projection)
+        await listener.add_listener("cqrs_projection", lambda *args: received.put_nowait(args[-1]))
+        rebuilt = await create_build(connection, projection)
+        assert received.empty()
+        await activate(connection, projection, rebuilt)
+        payload = json.loads(await asyncio.wait_for(received.get(), 5))
+        assert payload == {"projection": "shop", "schema": rebuilt.schema, "overflow": True}
+    finally:
+        await listener.close()
+        await connection.close()

@@ -4,10 +4,8 @@ PostgreSQL; a conftest imports the ones it needs. They build on the root conftes
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -20,36 +18,6 @@ from projector_svc.settings import ProjectorSettings
 from projector_svc.testing import StartProjector
 from projector_svc.testing.kafka_feed import EventFeed
 from projector_svc.views.shop import ShopProjection
-
-
-async def drop_database(admin_dsn: str, name: str) -> None:
-    """DROP DATABASE ... WITH (FORCE), retried: an autovacuum worker (a superuser process the
-    `cqrs` role may not terminate) can still be in a database the test just filled."""
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        for attempt in range(50):
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except asyncpg.InsufficientPrivilegeError:
-                await asyncio.sleep(0.1 * min(attempt + 1, 10))
-            else:
-                return
-        raise RuntimeError(f"could not drop database {name}")
-    finally:
-        await admin.close()
-
-
-@pytest.fixture
-async def pg_database(database_url: str, unique: str) -> AsyncIterator[str]:
-    """The root fixture's fresh database per test, dropped with retries (see `drop_database`)."""
-    name = f"t_{unique}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    await drop_database(database_url, name)
 
 
 @pytest.fixture
