@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit lint fmt demo bench bench-commands bench-projector bench-query clean
+.PHONY: help deps up down status test test-unit lint fmt demo bench bench-commands bench-projector bench-query manifests clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -66,6 +66,15 @@ bench-projector: deps ## Projected events/s (steady, rebuild) and staleness vs r
 bench-query: deps ## Query requests/s and latency vs a raw asyncpg SELECT of the same rows
 	@$(STACK) up
 	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.query_bench
+
+HELM := $(shell command -v helm 2>/dev/null || echo "$$(go env GOPATH)/bin/helm")
+CHART := deploy/k8s/helm/cqrs-platform
+
+manifests: ## Lint the Helm chart and render deploy/k8s/manifests from its defaults
+	@test -x "$(HELM)" || go install helm.sh/helm/v3/cmd/helm@v3.19.0
+	@$(HELM) lint --strict $(CHART)
+	@$(HELM) template cqrs $(CHART) --namespace cqrs > deploy/k8s/manifests/cqrs-platform.yaml
+	@echo "rendered deploy/k8s/manifests/cqrs-platform.yaml"
 
 clean: ## Stop everything and delete local data (keeps downloads and builds)
 	@$(SERVICES) down || true
