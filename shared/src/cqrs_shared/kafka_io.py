@@ -39,6 +39,40 @@ class KafkaRecord(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
+#: Kafka headers are not meant for essays; long error texts are cut to this many bytes.
+DLQ_ERROR_LIMIT = 4000
+
+
+def dead_letter_headers(record: KafkaRecord, reason: str, error: str, *extra: tuple[str, str]) -> Headers:
+    """The record's own headers plus the `dlq.*` ones every dead letter here carries: the reason,
+    the error, the source coordinates, and any `extra` (name, value) pairs as `dlq.<name>`."""
+    return [
+        *list(record.headers or ()),
+        ("dlq.reason", reason.encode()),
+        ("dlq.error", error.encode()[:DLQ_ERROR_LIMIT]),
+        ("dlq.source.topic", record.topic.encode()),
+        ("dlq.source.partition", str(record.partition).encode()),
+        ("dlq.source.offset", str(record.offset).encode()),
+        *((f"dlq.{name}", value.encode()) for name, value in extra),
+    ]
+
+
+async def send_all(
+    producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes | None, bytes | None, Headers]]
+) -> None:
+    """Send (topic, key, value, headers) records and return once Kafka acknowledged all of them.
+
+    `send` only enqueues; awaiting the delivery futures afterwards lets the records share requests,
+    and the idempotent producer keeps their order per partition.
+    """
+    deliveries = [
+        await producer.send(topic, value=value, key=key, headers=headers)
+        for topic, key, value, headers in records
+    ]
+    if deliveries:
+        await asyncio.gather(*deliveries)
+
+
 def make_producer(bootstrap_servers: str, *, client_id: str, linger_ms: int = 5) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
@@ -70,15 +104,15 @@ class KafkaEventPublisher:
         self._topics = topics
 
     async def publish(self, events: Sequence[EventEnvelope]) -> None:
-        # `send` only enqueues; awaiting the delivery futures afterwards lets batches form.
-        deliveries = [
-            await self._producer.send(
-                self._topics.events(event.aggregate_type),
-                value=to_json(event),
-                key=event.aggregate_id.encode(),
-                headers=event_headers(event),
-            )
-            for event in events
-        ]
-        if deliveries:
-            await asyncio.gather(*deliveries)
+        await send_all(
+            self._producer,
+            [
+                (
+                    self._topics.events(event.aggregate_type),
+                    event.aggregate_id.encode(),
+                    to_json(event),
+                    event_headers(event),
+                )
+                for event in events
+            ],
+        )

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 from command_svc.intake import DeadLetter
 from command_svc.metrics import DEAD_LETTERS
-from cqrs_shared.kafka_io import Headers, KafkaRecord, to_json
+from cqrs_shared.kafka_io import KafkaRecord, dead_letter_headers, to_json
 from cqrs_shared.results import Accepted, Rejected
 from cqrs_shared.topics import TopicNames
 
@@ -33,14 +33,7 @@ class ResultsPublisher:
     async def send_dead_letter(self, record: KafkaRecord, problem: DeadLetter) -> asyncio.Future[object]:
         """The raw record, unchanged, with why it was refused and where it came from in headers."""
         DEAD_LETTERS.labels(problem.reason).inc()
-        headers: Headers = [
-            *list(record.headers or ()),
-            ("dlq.reason", problem.reason.encode()),
-            ("dlq.error", problem.detail.encode()[:4000]),
-            ("dlq.source.topic", record.topic.encode()),
-            ("dlq.source.partition", str(record.partition).encode()),
-            ("dlq.source.offset", str(record.offset).encode()),
-        ]
+        headers = dead_letter_headers(record, problem.reason, problem.detail)
         return await self._producer.send(  # type: ignore[no-any-return]  # aiokafka is untyped
             self._topics.commands_dlq, value=record.value, key=record.key, headers=headers
         )
