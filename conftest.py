@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,10 +42,10 @@ def _address(variable: str, start_container: Callable[[], str]) -> str:
     pytest.fail(f"{variable} {HOW_TO_START}", pytrace=False)
 
 
-_containers: list[object] = []
+_containers: list[Any] = []
 
 
-def _keep(container: object) -> object:
+def _keep(container: Any) -> Any:
     _containers.append(container)
     return container
 
@@ -55,7 +56,7 @@ def kafka_bootstrap() -> str:
         from testcontainers.kafka import KafkaContainer
 
         container = _keep(KafkaContainer().with_kraft().start())
-        return container.get_bootstrap_server()  # type: ignore[attr-defined,no-any-return]
+        return str(container.get_bootstrap_server())
 
     return _address("KAFKA_BOOTSTRAP_SERVERS", start)
 
@@ -65,7 +66,7 @@ def mongodb_uri() -> str:
     def start() -> str:
         from testcontainers.mongodb import MongoDbContainer
 
-        return _keep(MongoDbContainer("mongo:7").start()).get_connection_url()  # type: ignore[attr-defined,no-any-return]
+        return str(_keep(MongoDbContainer("mongo:7").start()).get_connection_url())
 
     return _address("MONGODB_URI", start)
 
@@ -76,7 +77,7 @@ def database_url() -> str:
         from testcontainers.postgres import PostgresContainer
 
         container = _keep(PostgresContainer("postgres:16", driver=None).start())
-        return container.get_connection_url()  # type: ignore[attr-defined,no-any-return]
+        return str(container.get_connection_url())
 
     return _address("DATABASE_URL", start)
 
@@ -99,7 +100,7 @@ def dynamodb_endpoint() -> str:
 def _stop_containers() -> Iterator[None]:
     yield
     for container in _containers:
-        container.stop()  # type: ignore[attr-defined]
+        container.stop()
 
 
 @pytest.fixture

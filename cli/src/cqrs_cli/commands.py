@@ -82,7 +82,8 @@ async def _await_outcome(consumer: AIOKafkaConsumer, command_id: str, wait: floa
         for records in (await consumer.getmany(timeout_ms=250)).values():
             for record in records:
                 if record.key == command_id.encode():
-                    return json.loads(record.value)  # type: ignore[no-any-return]
+                    outcome: dict[str, Any] = json.loads(record.value)
+                    return outcome
     raise TimeoutError(f"no outcome for {command_id} within {wait}s")
 
 

@@ -26,7 +26,8 @@ async def _read_back(query_url: str, customer_id: str, token: str | None, within
             response = await client.get(f"/v1/customers/{customer_id}")
             if response.status_code != 404:
                 response.raise_for_status()
-                return response.json()  # type: ignore[no-any-return]
+                row: dict[str, Any] = response.json()
+                return row
             await asyncio.sleep(0.1)
     raise TimeoutError(f"customer {customer_id} did not appear in the read model within {within}s")
 

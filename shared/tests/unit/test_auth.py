@@ -152,4 +152,5 @@ def test_jwt_mode_without_key_material_is_a_configuration_error() -> None:
 
 def test_disabled_auth_admits_anyone_with_every_role() -> None:
     principal = TokenVerifier(AuthSettings(auth_mode=AuthMode.DISABLED)).verify(None)
-    principal.require("customers:erase")
+    assert principal.subject == "anonymous"
+    principal.require("customers:erase")  # raises AuthError if any role were missing

@@ -162,6 +162,11 @@ def create_app(
     async def kafka_ready() -> None:
         await state["producer"].client.fetch_all_metadata()
 
-    app.include_router(operations_router({"write_store": store_ready, "kafka": kafka_ready}))
+    async def relay_running() -> None:
+        state["relay"].check_running()
+
+    app.include_router(
+        operations_router({"write_store": store_ready, "kafka": kafka_ready, "outbox_relay": relay_running})
+    )
     app.state.components = state
     return app

@@ -7,6 +7,7 @@ Accepted commands answer 200 with the outcome; rejections answer with RFC 9457 p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from cqrs_shared.problems import Problem, ProblemError, problem_response
 from cqrs_shared.results import Accepted, Rejected
 
 log = logging.getLogger(__name__)
+
+#: How long an HTTP answer waits for Kafka to acknowledge the outcome's notification record.
+RESULT_ACK_SECONDS = 2.0
 
 
 def command_router(
@@ -65,7 +69,8 @@ def command_router(
                 400, "not-a-command", "Not a command", outcome.detail, reason=outcome.reason
             )
         try:
-            await (await results.send_outcome(outcome))
+            # Bounded: with Kafka down the answer must not wait for the producer's own timeout.
+            await asyncio.wait_for(await results.send_outcome(outcome), RESULT_ACK_SECONDS)
         except Exception:
             # The outcome is stored and answered here; only the notification record is missing.
             log.exception("could not publish the outcome of %s to command-results", outcome.command_id)

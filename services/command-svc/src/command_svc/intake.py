@@ -50,7 +50,7 @@ def decode(raw: bytes | Mapping[str, Any]) -> Mapping[str, Any] | DeadLetter:
     if isinstance(raw, bytes | bytearray):
         try:
             raw = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             return DeadLetter("not_json", f"the record is not JSON: {exc}")
     if not isinstance(raw, Mapping):
         return DeadLetter("not_an_object", "a command must be a JSON object")

@@ -37,10 +37,6 @@ def _lease(shard: int) -> str:
     return f"relay-shard-{shard}"
 
 
-#: Queue marker: scan the store for unpublished commits now.
-_SCAN = object()
-
-
 class EventPublisher(Protocol):
     async def publish(self, events: Sequence[EventEnvelope]) -> None:
         """Publish all events, keeping their order per aggregate; return once all are acknowledged."""
@@ -52,6 +48,8 @@ class RelaySettings:
     lease_ttl_seconds: float = 10.0
     scan_interval_seconds: float = 1.0
     batch_size: int = 500
+    #: Fresh commits waiting for Kafka; beyond this they are left to the scan (bounded memory).
+    fresh_queue_size: int = 10_000
     #: Streams whose last published version is remembered, to skip a store read on the hot path.
     remembered_streams: int = 100_000
 
@@ -72,7 +70,9 @@ class OutboxRelay:
         self._member = member_id
         self._settings = settings
         self._owned: set[int] = set()
-        self._fresh: asyncio.Queue[Commit | object] = asyncio.Queue()
+        self._fresh: asyncio.Queue[Commit] = asyncio.Queue(maxsize=settings.fresh_queue_size)
+        self._scan_requested = True
+        self._last_scan = 0.0
         self._published_upto: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self._valid_until = 0.0
@@ -106,10 +106,23 @@ class OutboxRelay:
     def owned_shards(self) -> frozenset[int]:
         return frozenset(self._owned)
 
+    def check_running(self) -> None:
+        """Raise unless the relay's loops are alive (a readiness check)."""
+        for task in self._tasks:
+            if task.done():
+                raise RuntimeError(f"relay task {task.get_name()} stopped")
+        if not self._tasks:
+            raise RuntimeError("relay not started")
+
     def notify(self, commit: Commit) -> None:
         """Hand a fresh commit over; commits of shards owned elsewhere are left to their owner."""
-        if commit.shard in self._owned:
+        if commit.shard not in self._owned:
+            return
+        try:
             self._fresh.put_nowait(commit)
+        except asyncio.QueueFull:
+            # Kafka is slower than the store (or down): leave it to the scan instead of growing.
+            self._scan_requested = True
 
     # --- leases -----------------------------------------------------------------------------------
 
@@ -146,7 +159,7 @@ class OutboxRelay:
         # Leases were valid from before this round's first call; keep a margin for clock drift.
         self._valid_until = started + ttl * 0.8
         if gained:
-            self._fresh.put_nowait(_SCAN)  # a new shard may hold commits its previous owner never published
+            self._scan_requested = True  # a new shard may hold commits its previous owner never published
         RELAY_SHARDS_OWNED.set(len(self._owned))
 
     def _leases_valid(self) -> bool:
@@ -157,33 +170,41 @@ class OutboxRelay:
 
     async def _publish_loop(self) -> None:
         while True:
-            batch = await self._next_batch()
+            batch: list[Commit] = []
             try:
+                batch = await self._next_batch()
                 await self._publish(batch)
             except Exception:
                 # Kafka or the store is down: nothing was marked, the recovery scan will find it all.
                 log.exception("relay failed to publish %d commits; retrying from the store", len(batch))
                 await asyncio.sleep(1.0)
-                self._fresh.put_nowait(_SCAN)
+                self._scan_requested = True
 
     async def _next_batch(self) -> list[Commit]:
-        """Fresh commits if any are waiting; a recovery scan when one is asked for or is due."""
-        try:
-            item = await asyncio.wait_for(self._fresh.get(), timeout=self._settings.scan_interval_seconds)
-        except TimeoutError:
-            item = _SCAN
+        """Fresh commits if any are waiting, plus a recovery scan whenever one is asked for or due.
+
+        Scans run at least every `scan_interval_seconds` even while fresh commits keep coming, so
+        commits dropped from a full hand-over queue are never left behind for long.
+        """
         batch: list[Commit] = []
-        while True:
-            if item is _SCAN:
-                pending = await self._store.unpublished(self._owned, self._settings.batch_size)
-                RELAY_LAG.set(len(pending))
-                batch.extend(pending)
-            else:
-                assert isinstance(item, Commit)
-                batch.append(item)
-            if self._fresh.empty() or len(batch) >= self._settings.batch_size:
-                return batch
-            item = self._fresh.get_nowait()
+        if not self._scan_due():
+            wait = max(0.0, self._last_scan + self._settings.scan_interval_seconds - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                batch.append(await asyncio.wait_for(self._fresh.get(), timeout=wait))
+            while not self._fresh.empty() and len(batch) < self._settings.batch_size:
+                batch.append(self._fresh.get_nowait())
+        if self._scan_due():
+            self._scan_requested = False
+            self._last_scan = time.monotonic()
+            pending = await self._store.unpublished(self._owned, self._settings.batch_size)
+            RELAY_LAG.set(len(pending))
+            batch.extend(pending)
+        return batch
+
+    def _scan_due(self) -> bool:
+        return (
+            self._scan_requested or time.monotonic() - self._last_scan >= self._settings.scan_interval_seconds
+        )
 
     async def _publish(self, batch: Sequence[Commit]) -> None:
         if not self._leases_valid():

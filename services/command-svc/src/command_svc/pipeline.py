@@ -22,8 +22,9 @@ from command_svc.keyed_locks import KeyedLocks
 from command_svc.metrics import STORE_SECONDS
 from command_svc.registry import CommandRegistry, CommandRoute
 from cqrs_shared.auth import AuthError, TokenVerifier
+from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.envelopes import CommandEnvelope, EventEnvelope, utc_now
-from cqrs_shared.results import CommandResult, FieldError, Rejected, RejectionCode
+from cqrs_shared.results import Accepted, CommandResult, FieldError, Rejected, RejectionCode
 from cqrs_shared.write_store import (
     Commit,
     ConcurrencyConflictError,
@@ -107,6 +108,8 @@ class CommandPipeline:
             decision = self._decide(
                 envelope, aggregate, payload, head, await self._related(aggregate, payload)
             )
+            if isinstance(decision, Accepted):
+                return decision  # decided that nothing changes: there is nothing to store
             if isinstance(decision, Rejected):
                 if cached:
                     # A cached head may be stale; a rejection is final, so confirm it on fresh state.
@@ -138,7 +141,7 @@ class CommandPipeline:
         payload: BaseModel,
         head: Commit | None,
         related: dict[tuple[str, str], Any],
-    ) -> Commit | Rejected:
+    ) -> Commit | Rejected | Accepted:
         """The pure part: a commit to store, or the rejection to record."""
         version = head.version if head else 0
         if envelope.expected_version is not None and envelope.expected_version != version:
@@ -153,7 +156,35 @@ class CommandPipeline:
             return reject(envelope, RejectionCode.RULE_VIOLATED, f"{exc.rule}: {exc.message}")
         except AggregateNotFoundError as exc:
             return reject(envelope, RejectionCode.NOT_FOUND, exc.message)
+        except ValidationError as exc:
+            # The decision produced a value its own contract refuses (an amount out of range): the
+            # command cannot be applied as sent, which is the sender's to fix, not a server fault.
+            return reject(
+                envelope, RejectionCode.INVALID, "the command leads to invalid values", field_errors(exc)
+            )
+        if not events:
+            return self._unchanged(envelope, aggregate.aggregate_type, head)
         return self._commit(envelope, aggregate, version, aggregate.fold(state, events), events)
+
+    @staticmethod
+    def _unchanged(
+        envelope: CommandEnvelope, aggregate_type: str, head: Commit | None
+    ) -> Accepted | Rejected:
+        """The answer to a command whose decision has no events. It is not stored (there is no
+        commit), so a repeat is decided again."""
+        if head is None:
+            message = "the aggregate does not exist and the command changes nothing"
+            return reject(envelope, RejectionCode.NOT_FOUND, message)
+        return Accepted(
+            command_id=envelope.command_id,
+            command_type=envelope.type,
+            aggregate_id=envelope.aggregate_id,
+            correlation_id=envelope.correlation_id,
+            aggregate_type=aggregate_type,
+            version=head.version,
+            event_ids=[],
+            consistency_token=ConsistencyToken(aggregate_type, envelope.aggregate_id, head.version).encode(),
+        )
 
     async def _head(
         self, aggregate_type: str, aggregate_id: str, *, fresh: bool

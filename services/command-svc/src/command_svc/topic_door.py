@@ -51,8 +51,14 @@ class TopicDoor:
         by_key: dict[tuple[int, bytes | None], list[Record]] = defaultdict(list)
         for record in records:
             by_key[(record.partition, record.key)].append(record)
-        deliveries = await asyncio.gather(*(self._handle_in_order(group) for group in by_key.values()))
-        await asyncio.gather(*(d for group in deliveries for d in group))
+        # A task group cancels the other aggregates' work as soon as one fails: the batch is read
+        # again anyway, and nothing keeps running unobserved behind the retry.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._handle_in_order(records)) for records in by_key.values()]
+        except ExceptionGroup as failures:
+            raise failures.exceptions[0] from failures
+        await asyncio.gather(*(delivery for task in tasks for delivery in task.result()))
 
     async def _handle_in_order(self, records: list[Record]) -> list[asyncio.Future[object]]:
         async with self._slots:

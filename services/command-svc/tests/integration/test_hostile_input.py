@@ -65,3 +65,35 @@ async def test_no_input_yields_a_server_error(http: httpx.AsyncClient, token_for
         assert problem["type"].startswith("https://")
     else:
         assert uuid.UUID(response.json()["command_id"])
+
+
+async def test_deep_nesting_and_amounts_beyond_money_are_client_errors(
+    http: httpx.AsyncClient, token_for: Any
+) -> None:
+    headers = {
+        "Authorization": token_for("customers:write", "orders:write"),
+        "content-type": "application/json",
+    }
+    deep = b'{"command_id": "%s", "payload": ' % str(uuid.uuid4()).encode() + b"[" * 100_000
+    response = await http.post("/v1/commands", content=deep, headers=headers)
+    assert response.status_code in (400, 413)
+    register = {
+        "command_id": str(uuid.uuid4()),
+        "type": "RegisterCustomer",
+        "aggregate_id": "c-1",
+        "payload": {"name": "Ada", "email": "ada@example.com"},
+    }
+    assert (await http.post("/v1/commands", json=register, headers=headers)).status_code == 200
+    huge = {
+        "command_id": str(uuid.uuid4()),
+        "type": "PlaceOrder",
+        "aggregate_id": "o-1",
+        "payload": {
+            "customer_id": "c-1",
+            "currency": "EUR",
+            "lines": [{"sku": "A", "quantity": 1_000_000, "unit_price": "999999999999.99"}],
+        },
+    }
+    response = await http.post("/v1/commands", json=huge, headers=headers)
+    assert response.status_code == 422
+    assert response.json()["code"] == "rule_violated"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
 
 from command_svc.outbox_relay import OutboxRelay, RelaySettings
 from cqrs_shared.envelopes import EventEnvelope, utc_now
@@ -57,9 +60,9 @@ def make_commit(aggregate_id: str, version: int) -> Commit:
     )
 
 
-async def eventually(predicate: object, timeout: float = 3.0) -> None:
+async def eventually(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
@@ -184,5 +187,50 @@ async def test_a_replica_that_cannot_renew_its_leases_stops_publishing_until_it_
         assert publisher.published == []
         leases.down = False
         await eventually(lambda: publisher.versions("a") == [1], timeout=3)
+    finally:
+        await relay.stop()
+
+
+class FlakyStore(MemoryWriteStore):
+    """Fails the next `failures` scans, as an unreachable write store does."""
+
+    failures = 0
+
+    async def unpublished(self, shards: Any, limit: int) -> list[Commit]:
+        if self.failures:
+            self.failures -= 1
+            raise WriteStoreUnavailableError("unreachable")
+        return await super().unpublished(shards, limit)
+
+
+async def test_the_relay_survives_a_failing_scan_and_publishes_afterwards() -> None:
+    store, publisher = FlakyStore(), RecordingPublisher()
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=FAST)
+    await relay.start()
+    try:
+        store.failures = 3
+        await store.append(make_commit("a", 1))  # not handed over: only a scan can find it
+        await eventually(lambda: publisher.versions("a") == [1], timeout=8)
+        relay.check_running()
+    finally:
+        await relay.stop()
+    with pytest.raises(RuntimeError):
+        relay.check_running()
+
+
+async def test_commits_beyond_the_hand_over_queue_are_published_by_the_scan() -> None:
+    store, publisher = MemoryWriteStore(), RecordingPublisher()
+    settings = RelaySettings(
+        shards=SHARDS, lease_ttl_seconds=3.0, scan_interval_seconds=0.2, fresh_queue_size=3
+    )
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=settings)
+    await relay.start()
+    try:
+        for aggregate in [f"agg-{i}" for i in range(30)]:
+            commit = make_commit(aggregate, 1)
+            await store.append(commit)
+            relay.notify(commit)  # no await in between: the queue of 3 overflows
+        await eventually(lambda: len(publisher.published) == 30, timeout=5)
+        assert len({e.aggregate_id for e in publisher.published}) == 30
     finally:
         await relay.stop()

@@ -255,3 +255,67 @@ async def test_a_stale_cached_head_never_decides_a_rejection_or_a_commit(
     assert isinstance(late, Rejected) and "tally.closed" in late.message  # stale "open" did not accept it
     head = await shared.load_head("tally", "t-1")
     assert head is not None and head.version == 4
+
+
+def variant(tally: AggregateDefinition[Any], decide: Any) -> AggregateDefinition[Any]:
+    return AggregateDefinition(
+        aggregate_type="tally",
+        state_model=tally.state_model,
+        commands=tally.commands,
+        events=tally.events,
+        decide=decide,
+        evolve=tally.evolve,
+    )
+
+
+async def test_a_decision_without_events_is_accepted_unchanged_and_stores_nothing(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    def decide(state: Any, command: Any, related: Any) -> Any:
+        return [] if command.by == 7 else tally.decide(state, command, related)
+
+    store = MemoryWriteStore()
+    pipeline = CommandPipeline(CommandRegistry([variant(tally, decide)]), store, TokenVerifier(auth_settings))
+    auth = token_for("tally:write")
+    nothing_yet = await pipeline.handle(command("Increment", "t-1", {"by": 7}), auth)
+    assert isinstance(nothing_yet, Rejected) and nothing_yet.code is RejectionCode.NOT_FOUND
+    await pipeline.handle(command("Increment", "t-1", {"by": 1}), auth)
+    unchanged = await pipeline.handle(command("Increment", "t-1", {"by": 7}), auth)
+    assert isinstance(unchanged, Accepted)
+    assert (unchanged.version, unchanged.event_ids) == (1, [])
+    later = await pipeline.handle(command("Increment", "t-1", {"by": 2}), auth)
+    assert isinstance(later, Accepted) and later.version == 2  # the aggregate is not blocked
+    assert [c.version async for c in store.history()] == [1, 2]
+
+
+async def test_a_decision_producing_values_out_of_contract_is_an_invalid_command(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    def decide(state: Any, command: Any, related: Any) -> Any:
+        return [tally.events[0].model_validate({"by": "many"})]  # the contract wants an int
+
+    pipeline = CommandPipeline(
+        CommandRegistry([variant(tally, decide)]), MemoryWriteStore(), TokenVerifier(auth_settings)
+    )
+    outcome = await pipeline.handle(command("Increment", "t-1", {"by": 1}), token_for("tally:write"))
+    assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.INVALID
+
+
+async def test_json_nested_beyond_the_parser_is_not_a_command(pipeline: CommandPipeline) -> None:
+    deep = b'{"command_id": "%s", "payload": ' % str(uuid.uuid4()).encode() + b"[" * 100_000
+    outcome = await pipeline.handle(deep, None)
+    assert isinstance(outcome, DeadLetter) and outcome.reason == "not_json"
+
+
+async def test_an_order_too_large_for_money_is_a_rule_violation_not_a_crash(
+    pipeline: CommandPipeline, token_for: Any
+) -> None:
+    auth = token_for("orders:write", "customers:write")
+    await pipeline.handle(
+        command("RegisterCustomer", "c-1", {"name": "Ada", "email": "ada@example.com"}), auth
+    )
+    huge = {"sku": "A", "quantity": 1_000_000, "unit_price": "999999999999.99"}
+    outcome = await pipeline.handle(
+        command("PlaceOrder", "o-1", {"customer_id": "c-1", "currency": "EUR", "lines": [huge]}), auth
+    )
+    assert isinstance(outcome, Rejected) and "order.total_too_large" in outcome.message

@@ -87,6 +87,7 @@ def door_parts(
 ) -> tuple[TopicDoor, CapturingResults, MemoryWriteStore]:
     store, results = MemoryWriteStore(), CapturingResults()
     pipeline = CommandPipeline(CommandRegistry([crashing_on_13(tally)]), store, TokenVerifier(auth_settings))
+    # A test double with ResultsPublisher's two methods, capturing instead of producing.
     door = TopicDoor(pipeline, results, max_command_bytes=1024, concurrency=8)  # type: ignore[arg-type]
     return door, results, store
 
@@ -147,6 +148,6 @@ async def test_an_unreachable_store_fails_the_whole_batch_for_a_retry(
     async def unreachable(*_: Any) -> None:
         raise WriteStoreUnavailableError("down")
 
-    store.find_outcome = unreachable  # type: ignore[method-assign,assignment]
+    store.find_outcome = unreachable  # type: ignore[method-assign,assignment]  # broken on purpose
     with pytest.raises(WriteStoreUnavailableError):
         await door.handle_batch([record(0, "a", 1, token_for("tally:write"))])

@@ -89,7 +89,12 @@ class MongoWriteStore:
     @classmethod
     async def open(cls, uri: str, database: str, *, timeout_ms: int = 5000) -> MongoWriteStore:
         client: AsyncMongoClient[Document] = AsyncMongoClient(
-            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True
+            uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            # A bound on every operation, so a hung server cannot hold an aggregate's lock forever.
+            timeoutMS=timeout_ms,
+            tz_aware=True,
         )
         store = cls(client, client[database])
         await store.ensure_indexes()

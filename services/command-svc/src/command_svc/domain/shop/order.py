@@ -32,8 +32,17 @@ class OrderState(BaseModel):
     total: c.Money
 
 
+#: The largest amount `Money` can carry (14 digits, 2 after the point).
+MAX_TOTAL = Decimal("999999999999.99")
+
+
 def total_of(lines: Iterable[c.OrderLine]) -> Decimal:
-    return sum((line.unit_price * line.quantity for line in lines), Decimal("0.00")).quantize(Decimal("0.01"))
+    total = sum((line.unit_price * line.quantity for line in lines), Decimal("0.00")).quantize(
+        Decimal("0.01")
+    )
+    if total > MAX_TOTAL:
+        raise RuleViolationError("order.total_too_large", f"the order total would exceed {MAX_TOTAL}")
+    return total
 
 
 def _require(state: OrderState | None, *allowed: OrderStatus, action: str) -> OrderState:
