@@ -160,7 +160,7 @@ class UnreachableStore(MongoWriteStore):
 async def test_an_unreachable_store_is_a_503_the_client_may_retry(
     app: FastAPI, http: httpx.AsyncClient, store: MongoWriteStore, token_for: Any
 ) -> None:
-    pipeline = app.state.components["pipeline"]
+    pipeline = app.state.service.pipeline
     pipeline._store = UnreachableStore(store._client, store.database)
     envelope = command("RegisterCustomer", "c-1", ADA)
     response = await http.post(

@@ -1,0 +1,142 @@
+"""The command service's moving parts, started and stopped in dependency order.
+
+`app.py` exposes this over HTTP; everything that connects to Kafka or the write store is built here,
+and only when `start` runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from command_svc.outbox_relay import OutboxRelay, RelaySettings
+from command_svc.pipeline import CommandPipeline
+from command_svc.registry import CommandRegistry
+from command_svc.results_publisher import ResultsPublisher
+from command_svc.settings import CommandServiceSettings
+from command_svc.topic_door import TopicDoor
+from cqrs_shared.auth import TokenVerifier
+from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
+from cqrs_shared.topics import RETAIN_FOREVER, TopicNames, ensure_topics
+from cqrs_shared.write_store import LeaseStore, WriteStore
+from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
+from cqrs_shared.write_store.mongo_store import MongoLeaseStore, MongoWriteStore
+
+log = logging.getLogger(__name__)
+
+#: Pause before re-reading a batch whose handling failed (store or Kafka unavailable).
+RETRY_PAUSE_SECONDS = 1.0
+
+
+class CommandService:
+    def __init__(self, settings: CommandServiceSettings, registry: CommandRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.topics = TopicNames(settings.topic_prefix)
+        self._verifier = TokenVerifier(settings)
+        self._broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=self._client_id)
+        self._mongo: MongoWriteStore | None = None
+        # Set by `start`; the HTTP door and readiness checks only run while the service is started.
+        self.store: WriteStore
+        self.pipeline: CommandPipeline
+        self.results: ResultsPublisher
+        self.relay: OutboxRelay
+
+    @property
+    def _client_id(self) -> str:
+        return f"command-svc-{self.settings.instance_id}"
+
+    async def start(self) -> None:
+        settings = self.settings
+        history = self.topics.retained_forever(self.registry.aggregate_types)
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            self.topics.all_for(self.registry.aggregate_types),
+            partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            configs=dict.fromkeys(history, RETAIN_FOREVER),
+        )
+        self.store, leases = await self._open_stores()
+        self._producer = make_producer(settings.kafka_bootstrap_servers, client_id=self._client_id)
+        await self._producer.start()
+        self.relay = OutboxRelay(
+            self.store,
+            leases,
+            KafkaEventPublisher(self._producer, self.topics),
+            member_id=settings.instance_id,
+            settings=RelaySettings(
+                shards=settings.relay_shards,
+                lease_ttl_seconds=settings.relay_lease_ttl_seconds,
+                scan_interval_seconds=settings.relay_scan_interval_seconds,
+            ),
+        )
+        self.pipeline = CommandPipeline(
+            self.registry,
+            self.store,
+            self._verifier,
+            on_commit=self.relay.notify,
+            relay_shards=settings.relay_shards,
+            max_attempts=settings.max_decide_attempts,
+        )
+        self.results = ResultsPublisher(self._producer, self.topics)
+        await self.relay.start()
+        self._subscribe()
+        await self._broker.start()
+        log.info(
+            "command-svc ready", extra={"topics": self.topics.commands, "instance": settings.instance_id}
+        )
+
+    async def stop(self) -> None:
+        # Stop taking commands first, then let the relay hand its shards over, then disconnect.
+        await self._broker.stop()
+        await self.relay.stop()
+        await self._producer.stop()
+        if self._mongo is not None:
+            await self._mongo.close()
+
+    async def _open_stores(self) -> tuple[WriteStore, LeaseStore]:
+        if self.settings.write_store == "memory":
+            return MemoryWriteStore(), MemoryLeaseStore()
+        self._mongo = await MongoWriteStore.open(self.settings.mongodb_uri, self.settings.mongodb_database)
+        return self._mongo, MongoLeaseStore(self._mongo.database)
+
+    def _subscribe(self) -> None:
+        door = TopicDoor(
+            self.pipeline,
+            self.results,
+            max_command_bytes=self.settings.max_command_bytes,
+            concurrency=self.settings.batch_concurrency,
+        )
+
+        @self._broker.subscriber(
+            self.topics.commands,
+            group_id=self.settings.consumer_group,
+            batch=True,
+            max_records=self.settings.batch_max_records,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+        )
+        async def on_commands(message: KafkaMessage) -> None:
+            try:
+                await door.handle_batch(message.raw_message)
+            except Exception:
+                log.exception("a command batch failed; it will be consumed again")
+                await asyncio.sleep(RETRY_PAUSE_SECONDS)
+                await message.nack()
+                return
+            await message.ack()
+
+    # --- readiness --------------------------------------------------------------------------------
+
+    async def store_ready(self) -> None:
+        await self.store.ping()
+
+    async def kafka_ready(self) -> None:
+        await self._producer.client.fetch_all_metadata()
+
+    async def relay_ready(self) -> None:
+        self.relay.check_running()
