@@ -48,7 +48,8 @@ async def create_reader_pool(
             "idle_in_transaction_session_timeout": str(max(statement_timeout_ms * 5, 10_000)),
         },
     )
-    assert pool is not None  # create_pool only returns None when awaited without a loop
+    if pool is None:  # asyncpg's typing allows it; an awaited create_pool always returns the pool
+        raise RuntimeError("asyncpg.create_pool returned no pool")
     return pool
 
 

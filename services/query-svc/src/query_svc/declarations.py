@@ -129,9 +129,16 @@ class View:
     def column(self, name: str) -> Column | None:
         return self._by_name.get(name)
 
+    def declared(self, name: str) -> Column:
+        """The column `name`, which the caller knows is declared; KeyError (a bug) when it is not."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.name} declares no column {name!r}") from None
+
     @property
     def key_column(self) -> Column:
-        return self._by_name[self.key]
+        return self.declared(self.key)
 
     @property
     def sort_options(self) -> tuple[str, ...]:
@@ -167,6 +174,10 @@ class Relation:
             raise DeclarationError(f"{self.child.name}.{self.foreign_key} must be a declared text column")
         if self.parent.projection != self.child.projection:
             raise DeclarationError("a relation joins views of one projection")
+
+    @property
+    def foreign_key_column(self) -> Column:
+        return self.child.declared(self.foreign_key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cqrs_shared.problems import ProblemError
 from query_svc.codec import cursor_value, parse_cursor_value
 from query_svc.consistency import ConsistencyWaiter
 from query_svc.cursor import CursorCodec, CursorPosition, InvalidCursorError
 from query_svc.database import Reader
-from query_svc.declarations import View
+from query_svc.declarations import Column, View
 from query_svc.parameters import PageQuery, ReadOptions, parameter_problem
 from query_svc.positions import AggregateKey, ReadPosition, position_of, position_select, token_arguments
-from query_svc.sql import exists_item, joined_to, select_item, select_page
+from query_svc.sql import Condition, exists_item, joined_to, select_item, select_page
 
 Token = tuple[AggregateKey, int]
 
@@ -28,6 +29,25 @@ class Page:
 
     items: list[str]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """The row a relation's page belongs to: `key` of `view`, whose rows match on `foreign_key`."""
+
+    view: View
+    key: str
+    foreign_key: Column
+
+    @property
+    def conditions(self) -> tuple[Condition, ...]:
+        return (Condition(self.foreign_key, "=", self.key),)
+
+
+def not_found(view: View, key: str, position: ReadPosition) -> ProblemError:
+    return ProblemError(
+        404, "not-found", "Not found", f"no {view.item_name.lower()} {key!r}", headers=position.headers()
+    )
 
 
 class ReadEngine:
@@ -51,19 +71,20 @@ class ReadEngine:
         sql = joined_to(position_select(view.projection), select_item(view, parameter=3))
         async with self.reader.connection() as connection:
             row = await connection.fetchrow(sql, *token_arguments(token), key)
-        assert row is not None  # the position side always yields its one row
+        if row is None:
+            raise RuntimeError("the position side of an item read returned no row")
         return row["_json"], position_of(row, token)
 
     async def page(
-        self, view: View, query: PageQuery, token: Token | None, *, parent: tuple[View, str] | None = None
-    ) -> tuple[Page | None, ReadPosition]:
-        """One page of `query`; None when `parent` (a relation's owner) does not exist."""
+        self, view: View, query: PageQuery, token: Token | None, *, owner: Owner | None = None
+    ) -> tuple[Page, ReadPosition]:
+        """One page of `query` (a relation's: of `owner`, whose absence is a 404 problem)."""
         after = self._start(view, query)
         head_args: list[Any] = token_arguments(token)
         extra = []
-        if parent is not None:
-            head_args.append(parent[1])
-            extra.append(f"{exists_item(parent[0], parameter=3)} AS _parent")
+        if owner is not None:
+            head_args.append(owner.key)
+            extra.append(f"{exists_item(owner.view, parameter=3)} AS _owner")
         data, data_args, order_by = select_page(
             view, list(query.conditions), query.order, after, query.limit + 1, offset=len(head_args)
         )
@@ -71,8 +92,8 @@ class ReadEngine:
         async with self.reader.connection() as connection:
             rows = await connection.fetch(sql, *head_args, *data_args)
         position = position_of(rows[0], token)
-        if parent is not None and not rows[0]["_parent"]:
-            return None, position
+        if owner is not None and not rows[0]["_owner"]:
+            raise not_found(owner.view, owner.key, position)
         rows = [r for r in rows if r["_key"] is not None]
         more = len(rows) > query.limit
         rows = rows[: query.limit]

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from cqrs_shared.problems import ProblemError
 from query_svc.codec import response_model
 from query_svc.declarations import Catalog, Relation, View
-from query_svc.engine import Page, ReadEngine
+from query_svc.engine import Owner, Page, ReadEngine, not_found
 from query_svc.http_cache import cached_json
 from query_svc.openapi_docs import item_responses, page_model, page_responses, stream_responses
 from query_svc.parameters import (
@@ -29,8 +29,6 @@ from query_svc.parameters import (
     collection_parameters,
     reject_unknown,
 )
-from query_svc.positions import ReadPosition
-from query_svc.sql import Condition
 from query_svc.stream import EventStream, Streams
 
 Authorizer = Callable[[str], Any]
@@ -41,12 +39,6 @@ def key_path(view: View) -> Any:
     """The `{item_id}` path parameter, constrained like the view's key column."""
     column = view.key_column
     return Path(min_length=1, max_length=column.max_length, pattern=column.pattern)
-
-
-def not_found(view: View, key: str, position: ReadPosition) -> ProblemError:
-    return ProblemError(
-        404, "not-found", "Not found", f"no {view.item_name.lower()} {key!r}", headers=position.headers()
-    )
 
 
 def build_router(
@@ -62,11 +54,10 @@ def build_router(
         parameters = collection_parameters(view)
         _item_route(router, view, engine, authorizer, read_options)
         _stream_route(router, view, engine, authorizer, read_options, streams)
-        _collection_route(router, parameters, engine, authorizer, read_options)
+        _page_route(router, parameters, engine, authorizer, read_options)
     for relation in catalog.relations:
-        _relation_route(
-            router, relation, collection_parameters(relation.child), engine, authorizer, read_options
-        )
+        spec = collection_parameters(relation.child)
+        _page_route(router, spec, engine, authorizer, read_options, relation)
     return router
 
 
@@ -117,78 +108,70 @@ def _page_body(request: Request, page: Page) -> tuple[bytes, dict[str, str]]:
     return body.encode(), link
 
 
-def _collection_route(
+def _owner_dependency(
+    relation: Relation | None, authorizer: Authorizer
+) -> Callable[..., Awaitable[Owner | None]]:
+    """For a relation's route: `{item_id}` and the parent view's role, as the page's `Owner`."""
+    if relation is None:
+
+        async def no_owner() -> None:
+            return None
+
+        return no_owner
+    parent, foreign_key = relation.parent, relation.foreign_key_column
+
+    async def owner(
+        item_id: Annotated[str, key_path(parent)],
+        _owner_caller: Annotated[None, Depends(authorizer(parent.read_role))],
+    ) -> Owner:
+        return Owner(parent, item_id, foreign_key)
+
+    return owner
+
+
+def _page_route(
     router: APIRouter,
     spec: CollectionParameters,
     engine: ReadEngine,
     authorizer: Authorizer,
     read_options: ReadOptionsDependency,
+    relation: Relation | None = None,
 ) -> None:
+    """`GET /v1/<view>`, or with `relation` `GET /v1/<parent>/{item_id}/<relation>`: the child's
+    rows of one parent row, with the same parameters and a 404 when the parent row is absent."""
     view = spec.view
+    owner_of = _owner_dependency(relation, authorizer)
 
-    async def list_items(
+    async def list_page(
         request: Request,
+        owner: Annotated[Owner | None, Depends(owner_of)],
         options: Annotated[ReadOptions, Depends(read_options)],
         _caller: Annotated[None, Depends(authorizer(view.read_role))],
     ) -> Response:
         reject_unknown(request, view, spec.known, spec.repeatable)
-        page_query = spec.page_query(request)
+        page_query = spec.page_query(request, fixed=owner.conditions if owner else ())
         token = await engine.settle(view, options)
-        page, position = await engine.page(view, page_query, token)
-        assert page is not None  # only a relation's page can lack its owner
+        page, position = await engine.page(view, page_query, token, owner=owner)
         body, link = _page_body(request, page)
         return cached_json(body, if_none_match=options.if_none_match, headers={**position.headers(), **link})
 
+    if relation is None:
+        path, tag, operation_id = f"/v1/{view.name}", view.name, f"list_{view.name}"
+        summary = f"{view.item_name} pages: filters, sort, keyset cursor"
+    else:
+        parent = relation.parent
+        path, tag = f"/v1/{parent.name}/{{item_id}}/{relation.name}", parent.name
+        operation_id = f"list_{parent.name}_{relation.name}"
+        summary = f"The {relation.name} of one {parent.item_name.lower()}"
     router.add_api_route(
-        f"/v1/{view.name}",
-        list_items,
+        path,
+        list_page,
         methods=["GET"],
-        tags=[view.name],
-        summary=f"{view.item_name} pages: filters, sort, keyset cursor",
-        operation_id=f"list_{view.name}",
+        tags=[tag],
+        summary=summary,
+        operation_id=operation_id,
         response_model=None,
         responses=page_responses(page_model(view)),
-        openapi_extra={"parameters": spec.openapi_parameters()},
-    )
-
-
-def _relation_route(
-    router: APIRouter,
-    relation: Relation,
-    spec: CollectionParameters,
-    engine: ReadEngine,
-    authorizer: Authorizer,
-    read_options: ReadOptionsDependency,
-) -> None:
-    parent, child = relation.parent, relation.child
-    foreign_key = child.column(relation.foreign_key)
-    assert foreign_key is not None  # checked by Relation
-
-    async def list_related(
-        request: Request,
-        item_id: Annotated[str, key_path(parent)],
-        options: Annotated[ReadOptions, Depends(read_options)],
-        _owner_caller: Annotated[None, Depends(authorizer(parent.read_role))],
-        _caller: Annotated[None, Depends(authorizer(child.read_role))],
-    ) -> Response:
-        reject_unknown(request, child, spec.known, spec.repeatable)
-        page_query = spec.page_query(request, fixed=(Condition(foreign_key, "=", item_id),))
-        token = await engine.settle(child, options)
-        page, position = await engine.page(child, page_query, token, parent=(parent, item_id))
-        if page is None:
-            raise not_found(parent, item_id, position)
-        body, link = _page_body(request, page)
-        return cached_json(body, if_none_match=options.if_none_match, headers={**position.headers(), **link})
-
-    router.add_api_route(
-        f"/v1/{parent.name}/{{item_id}}/{relation.name}",
-        list_related,
-        methods=["GET"],
-        tags=[parent.name],
-        summary=f"The {relation.name} of one {parent.item_name.lower()}",
-        operation_id=f"list_{parent.name}_{relation.name}",
-        response_model=None,
-        responses=page_responses(page_model(child)),
         openapi_extra={"parameters": spec.openapi_parameters()},
     )
 

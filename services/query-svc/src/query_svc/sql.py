@@ -52,9 +52,7 @@ class SortOrder:
         """`placed_at` or `-placed_at`; ValueError for anything `view.sort_options` lacks."""
         if text not in view.sort_options:
             raise ValueError(f"cannot sort {view.name} by {text!r}")
-        column = view.column(text.removeprefix("-"))
-        assert column is not None  # sort_options only names declared columns
-        return cls(column, text.startswith("-"))
+        return cls(view.declared(text.removeprefix("-")), text.startswith("-"))
 
     @property
     def text(self) -> str:
