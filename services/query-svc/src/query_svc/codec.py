@@ -21,6 +21,11 @@ from query_svc.declarations import Column, ColumnType, View
 _INT32 = 2**31
 _INT64 = 2**63
 MONEY_PATTERN = r"^-?[0-9]+\.[0-9]{2}$"
+#: Digits a money filter or cursor value may have, two of them after the point. A bound on request
+#: values, not the columns' precision: values are bound as unconstrained `numeric`, so a column
+#: widened by a migration (numeric(14,2) to (20,2)) compares and renders with no change here. 38 is
+#: the widest decimal common stores keep (DynamoDB numbers, SQL Server, Oracle).
+MONEY_MAX_DIGITS = 38
 
 
 def _storable_text(value: str) -> str:
@@ -66,7 +71,7 @@ def parameter_type(column: Column) -> Any:
     if column.type is ColumnType.BIGINT:
         return Annotated[int, Field(ge=-_INT64, le=_INT64 - 1)]
     if column.type is ColumnType.MONEY:
-        return Annotated[Decimal, Field(max_digits=14, decimal_places=2, allow_inf_nan=False)]
+        return Annotated[Decimal, Field(max_digits=MONEY_MAX_DIGITS, decimal_places=2, allow_inf_nan=False)]
     if column.type is ColumnType.TIMESTAMP:
         # Parsed from text here: pydantic's lax datetime would also take unix timestamps.
         rfc3339 = Field(pattern=RFC3339, json_schema_extra={"format": "date-time"})
@@ -105,7 +110,7 @@ def parse_cursor_value(column: Column, raw: Any) -> Any:
             amount = Decimal(raw)
         except InvalidOperation as exc:
             raise ValueError("not a decimal") from exc
-        if not amount.is_finite() or abs(amount) >= Decimal(10) ** 12:
+        if not amount.is_finite() or abs(amount) >= Decimal(10) ** (MONEY_MAX_DIGITS - 2):
             raise ValueError("not a storable amount")
         return amount
     if column.type in (ColumnType.INTEGER, ColumnType.BIGINT) and type(raw) is int:

@@ -26,6 +26,7 @@ def column(name: str) -> Column:
         ("total", "NaN"),
         ("total", "1e400"),
         ("total", "0.001"),
+        ("total", "1" * 37 + ".00"),
         ("line_count", "2147483648"),
         ("placed_at", "2024-01-01T00:00:00"),
         ("placed_at", "0001-01-01T00:00:00+01:00"),
@@ -41,6 +42,11 @@ def test_filter_values_postgresql_would_refuse_fail_validation(name: str, raw: s
         TypeAdapter(parameter_type(column(name))).validate_python(raw)
 
 
+def test_money_filters_are_not_bound_to_a_column_precision() -> None:
+    amount = TypeAdapter(parameter_type(column("total"))).validate_python("123456789012345678.90")
+    assert amount == Decimal("123456789012345678.90")
+
+
 def test_filter_timestamps_are_normalised_to_utc() -> None:
     value = TypeAdapter(parameter_type(column("placed_at"))).validate_python("2024-01-01T01:00:00+01:00")
     assert value == datetime(2024, 1, 1, tzinfo=UTC)
@@ -49,7 +55,12 @@ def test_filter_timestamps_are_normalised_to_utc() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("placed_at", datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC)), ("total", Decimal("10.05")), ("id", "o-1")],
+    [
+        ("placed_at", datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC)),
+        ("total", Decimal("10.05")),
+        ("total", Decimal("123456789012345678.90")),
+        ("id", "o-1"),
+    ],
 )
 def test_cursor_values_round_trip_exactly(name: str, value: Any) -> None:
     assert parse_cursor_value(column(name), cursor_value(column(name), value)) == value
