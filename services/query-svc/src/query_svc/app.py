@@ -46,7 +46,6 @@ def _cursor_codec(settings: QuerySettings) -> CursorCodec:
 def _stream_settings(settings: QuerySettings) -> StreamSettings:
     return StreamSettings(
         heartbeat_seconds=settings.sse_heartbeat_seconds,
-        queue_size=settings.sse_queue_size,
         send_timeout_seconds=settings.sse_send_timeout_seconds,
         retry_ms=settings.sse_retry_ms,
         visibility_timeout_seconds=settings.wait_default_ms / 1000,

@@ -3,9 +3,11 @@
 A waiter registers with the hub *before* its first check, so a notification committed between
 the check and the wait still wakes it. It then sleeps on its event, not on a timer: one
 notification, one re-check. The only timed re-checks happen after a notification has *announced*
-the wanted version while the reader does not show it yet: the reader is a replica a few
-milliseconds behind the primary the notification came from, so it re-checks with a short,
-doubling pause. Every wait ends by its deadline; the caller answers with what it has then.
+the wanted version, in the build schema the reader's `read.*` views show, while the reader does not
+show it yet: the reader is a replica a few milliseconds behind the primary the notification came
+from, so it re-checks with a short, doubling pause. A rebuild's announcements (another schema) only
+wake a re-check; they are no proof for the active build, so they never start timed re-checks.
+Every wait ends by its deadline; the caller answers with what it has then.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from query_svc.database import Reader
 from query_svc.declarations import Projection
 from query_svc.hub import ChangeHub
 from query_svc.metrics import TOKEN_WAIT_SECONDS, TOKEN_WAITS
-from query_svc.positions import applied_version
+from query_svc.positions import AppliedVersion, applied_version
 
 Outcome = Literal["immediate", "woken", "timeout"]
 _REPLICA_PAUSE_MAX = 0.1
@@ -49,7 +51,7 @@ class ConsistencyWaiter:
         self._reader = reader
         self._replica_pause = replica_pause
 
-    async def _applied(self, projection: Projection, token: ConsistencyToken) -> int:
+    async def _applied(self, projection: Projection, token: ConsistencyToken) -> AppliedVersion:
         async with self._reader.connection() as connection:
             return await applied_version(connection, projection, (token.aggregate_type, token.aggregate_id))
 
@@ -63,7 +65,6 @@ class ConsistencyWaiter:
     async def _wait(self, projection: Projection, token: ConsistencyToken, bound: float) -> WaitResult:
         started = time.monotonic()
         deadline = started + bound
-        checks = 0
         pause = self._replica_pause
         with self._hub.watch(
             projection.name, token.aggregate_type, token.aggregate_id, token.version
@@ -71,18 +72,23 @@ class ConsistencyWaiter:
             while True:
                 # Cleared before the check: a notification arriving during it keeps the event set.
                 waiter.event.clear()
-                applied = await self._applied(projection, token)
-                checks += 1
+                applied, schema = await self._applied(projection, token)
+                waiter.checks += 1
                 remaining = deadline - time.monotonic()
                 if applied >= token.version or remaining <= 0:
                     break
-                if waiter.announced >= token.version:
+                if waiter.announced_in(schema) >= token.version:
                     await asyncio.sleep(min(pause, remaining))
                     pause = min(pause * 2, _REPLICA_PAUSE_MAX)
                     continue
                 # On timeout: one last check at the deadline, then answer.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter.event.wait(), remaining)
+                waiter.parked = True
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waiter.event.wait(), remaining)
+                finally:
+                    waiter.parked = False
+        checks = waiter.checks
         outcome: Outcome = "timeout" if applied < token.version else "immediate" if checks == 1 else "woken"
         return WaitResult(outcome, applied, checks, time.monotonic() - started)
 

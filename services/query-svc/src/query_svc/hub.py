@@ -3,12 +3,17 @@
 The hub never touches the database: it is fed notification payloads by the one shared LISTEN
 connection and wakes whoever cares, so a thousand waiting requests cost one connection and no
 polling. Notifications name `[aggregate_type, aggregate_id, version]` triples of one committed
-projector transaction; a payload that cannot list them (`overflow`) or a reconnect of the listener
-(notifications may have been missed) wakes everyone of the projection to re-check. The build
-schema a notification names is not used to filter: during a rebuild the building schema notifies
-too, and its changes only cause re-checks against `read.*`, which stays on the active build.
-Delivery to a subscriber is a non-blocking `put` into its bounded queue; a subscriber whose queue
-is full is dropped rather than allowed to grow memory.
+projector transaction in one build schema; a payload that cannot list them (`overflow`, also sent
+when a build is activated) or a reconnect of the listener (notifications may have been missed)
+wakes everyone of the projection to re-check. During a rebuild the building schema notifies too:
+its changes wake by key like any other (one re-check against `read.*`), and a waiter keeps what was
+announced *per schema*, so only announcements from the schema its reader reads count as proof
+(see `consistency.py`).
+
+A subscriber holds at most one pending signal, the merge of every signal since its stream last
+took one: delivery never blocks and memory per subscriber is bounded by construction, however far
+its stream's re-reads fall behind a burst. Slow clients are dropped by the stream, when a write to
+their socket times out, never for being signalled often.
 """
 
 from __future__ import annotations
@@ -65,8 +70,19 @@ class Waiter:
     key: tuple[str, str, str]
     version: int
     event: asyncio.Event = field(default_factory=asyncio.Event)
-    #: The highest version a notification announced for the key (proof it is committed upstream).
-    announced: int = 0
+    #: Per build schema, the highest version a notification announced for the key (proof it is
+    #: committed upstream, in that schema).
+    announced: dict[str, int] = field(default_factory=dict)
+    #: Reads of the applied version so far, and whether the read now sleeps until a notification
+    #: (its last check found the key behind): observable state for probes and tests.
+    checks: int = 0
+    parked: bool = False
+
+    def announced_in(self, schema: str | None) -> int:
+        """The version announced in `schema`; None (a reader not behind a build schema): in any."""
+        if schema is None:
+            return max(self.announced.values(), default=0)
+        return self.announced.get(schema, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,26 +92,33 @@ class Signal:
     witness: Change | None
 
 
-class SubscriberDroppedError(Exception):
-    """The subscriber fell too far behind and was dropped."""
+def _merged(pending: Signal | None, signal: Signal) -> Signal:
+    # Commits become visible in order, so the latest witness covers every earlier one; a resync
+    # (no witness) asks only for a re-read, which waiting for a witness first still provides.
+    if pending is None or signal.witness is not None:
+        return signal
+    return pending
 
 
 @dataclass(eq=False)
 class Subscription:
-    """One stream's place in the hub: a bounded queue of signals, coalesced by the reader."""
+    """One stream's place in the hub: a "dirty" flag carrying the merge of the signals not yet taken."""
 
     view: View
     item_id: str
-    queue: asyncio.Queue[Signal]
     dropped: str | None = None
+    _pending: Signal | None = field(default=None, init=False, repr=False)
+    _ready: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+
+    @property
+    def pending(self) -> Signal | None:
+        return self._pending
 
     def offer(self, signal: Signal) -> None:
-        if self.dropped is not None:
-            return
-        try:
-            self.queue.put_nowait(signal)
-        except asyncio.QueueFull:
-            self.drop("queue_full")
+        """Mark the subscriber dirty (never blocks, never grows: one pending signal at most)."""
+        if self.dropped is None:
+            self._pending = _merged(self._pending, signal)
+            self._ready.set()
 
     def drop(self, reason: str) -> None:
         if self.dropped is None:
@@ -104,17 +127,14 @@ class Subscription:
             log.warning("dropped a slow %s stream for %s (%s)", self.view.name, self.item_id, reason)
 
     async def next(self, idle_seconds: float) -> Signal | None:
-        """The latest pending signal (earlier ones are subsumed by it), or None after `idle_seconds`."""
-        if self.dropped is not None:
-            raise SubscriberDroppedError(self.dropped)
-        try:
-            signal = await asyncio.wait_for(self.queue.get(), idle_seconds)
-        except TimeoutError:
-            return None
-        while not self.queue.empty():
-            latest = self.queue.get_nowait()
-            # The latest witness covers every earlier commit, and any re-read satisfies a resync.
-            signal = latest if latest.witness is not None else signal
+        """The merge of the signals since the last call, or None after `idle_seconds` without one."""
+        if self._pending is None:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), idle_seconds)
+            except TimeoutError:
+                return None
+        signal, self._pending = self._pending, None
         return signal
 
 
@@ -147,8 +167,12 @@ class ChangeHub:
                 if not waiters:
                     del self._waiters[waiter.key]
 
-    def subscribe(self, view: View, item_id: str, queue_size: int) -> Subscription:
-        subscription = Subscription(view, item_id, asyncio.Queue(maxsize=queue_size))
+    def waiters(self, projection: str, aggregate_type: str, aggregate_id: str) -> tuple[Waiter, ...]:
+        """The reads now waiting for this aggregate (for probes and tests)."""
+        return tuple(self._waiters.get((projection, aggregate_type, aggregate_id), ()))
+
+    def subscribe(self, view: View, item_id: str) -> Subscription:
+        subscription = Subscription(view, item_id)
         self._views[view.name] = view
         self._subscribers.setdefault(view.name, {}).setdefault(item_id, set()).add(subscription)
         SSE_SUBSCRIBERS.labels(view.name).inc()
@@ -201,7 +225,8 @@ class ChangeHub:
         for change in notification.changes:
             key = (notification.projection, change.aggregate_type, change.aggregate_id)
             for waiter in self._waiters.get(key, ()):
-                waiter.announced = max(waiter.announced, change.version)
+                if change.version > waiter.announced.get(notification.schema, 0):
+                    waiter.announced[notification.schema] = change.version
                 if change.version >= waiter.version:
                     waiter.event.set()
 

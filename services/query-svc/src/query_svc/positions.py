@@ -17,6 +17,7 @@ Definitions (per projection, hence per view):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
@@ -52,8 +53,28 @@ def position_select(projection: Projection, *extra: str) -> str:
     return "SELECT " + ",\n       ".join(items)
 
 
+#: The schema of the table the `read` view `$3` selects from: the build schema it shows (NULL when
+#: `read` holds a plain table). The catalogs are readable by any role, the build schemas need not be.
+_SOURCE_SCHEMA_SQL = """
+    SELECT n.nspname
+    FROM pg_catalog.pg_rewrite AS r
+    JOIN pg_catalog.pg_depend AS d
+      ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = r.oid
+     AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> r.ev_class
+    JOIN pg_catalog.pg_class AS c ON c.oid = d.refobjid
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE r.ev_class = to_regclass($3) AND r.rulename = '_RETURN'
+    ORDER BY n.nspname
+    LIMIT 1"""
+
+
 def _applied_sql(projection: Projection) -> str:
-    return f"SELECT version FROM {versions_table(projection)} WHERE aggregate_type = $1 AND aggregate_id = $2"  # noqa: S608  # declared identifiers
+    # One statement: the version and the schema it was read from belong to one moment, even while
+    # an activation re-points the view.
+    return (
+        f"SELECT (SELECT version FROM {versions_table(projection)} "  # noqa: S608  # declared identifiers
+        f"WHERE aggregate_type = $1 AND aggregate_id = $2) AS version, ({_SOURCE_SCHEMA_SQL}) AS schema"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +114,18 @@ def position_of(row: asyncpg.Record, token: tuple[AggregateKey, int] | None) -> 
     )
 
 
-async def applied_version(connection: Connection, projection: Projection, key: AggregateKey) -> int:
-    """The version of `key` the projector has applied (0 when it has applied none)."""
-    version = await connection.fetchval(_applied_sql(projection), key[0], key[1])
-    return int(version or 0)
+class AppliedVersion(NamedTuple):
+    """The version of an aggregate the reader shows (0: none), and the build schema it shows it from."""
+
+    version: int
+    schema: str | None
+
+
+async def applied_version(
+    connection: Connection, projection: Projection, key: AggregateKey
+) -> AppliedVersion:
+    """The version of `key` the projector has applied, as the reader sees it through `read.*`."""
+    row = await connection.fetchrow(_applied_sql(projection), key[0], key[1], versions_table(projection))
+    if row is None:
+        raise RuntimeError("a SELECT without FROM returned no row")
+    return AppliedVersion(int(row["version"] or 0), row["schema"])

@@ -49,8 +49,6 @@ class QuerySettings(AuthSettings, ObservabilitySettings):
     #: Listener: keep-alive query interval (detects half-open connections).
     listener_keepalive_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     sse_heartbeat_seconds: Annotated[float, Field(gt=0, le=300)] = 15.0
-    #: Pending change signals per stream before the stream is dropped as too slow.
-    sse_queue_size: Annotated[int, Field(ge=1, le=10_000)] = 64
     #: A write to a stream blocked longer than this drops the client.
     sse_send_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     sse_max_subscribers: Annotated[int, Field(ge=1, le=100_000)] = 1000

@@ -10,9 +10,10 @@ Protocol (one event per row state, `data` is the row's JSON as the item route re
 - `: heartbeat` comments every `heartbeat` seconds keep proxies from closing an idle stream.
 
 Changes come from the shared LISTEN connection through the hub (no connection is held while
-idle). Signals are coalesced: a burst of commits costs one re-read, and a state is sent only when
-it differs from the last one sent. A client whose socket accepts nothing for `send_timeout`, or
-who lets `queue_size` signals pile up, is dropped, so memory per client stays bounded.
+idle). Signals are coalesced into one pending flag per stream: a burst of commits costs one
+re-read, however long the re-reads queue behind the shared bound on them, and a state is sent only
+when it differs from the last one sent. Memory per client is bounded by construction; a client is
+dropped only when its socket accepts nothing for `send_timeout`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cqrs_shared.problems import PROBLEM_BASE, ProblemError
 from query_svc.declarations import View
 from query_svc.engine import ReadEngine
 from query_svc.http_cache import encode_json, entity_tag
-from query_svc.hub import ChangeHub, Signal, SubscriberDroppedError, Subscription
+from query_svc.hub import ChangeHub, Signal, Subscription
 
 log = logging.getLogger(__name__)
 HEARTBEAT = b": heartbeat\n\n"
@@ -37,7 +38,6 @@ HEARTBEAT = b": heartbeat\n\n"
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
     heartbeat_seconds: float = 15.0
-    queue_size: int = 64
     send_timeout_seconds: float = 10.0
     retry_ms: int = 3000
     #: How long to wait for a replica reader to show a notified commit before re-reading anyway.
@@ -118,7 +118,7 @@ class EventStream(StreamingResponse):
         self._last_event_id = last_event_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        subscription = self._hub.subscribe(self._view, self._item_id, self._settings.queue_size)
+        subscription = self._hub.subscribe(self._view, self._item_id)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             pump = asyncio.create_task(self._pump(subscription, send))
@@ -167,8 +167,6 @@ class EventStream(StreamingResponse):
             await self._send(send, format_event("gone", b"{}"))
         except _SlowClientError:
             subscription.drop("send_timeout")
-            return False
-        except SubscriberDroppedError:
             return False
         except ProblemError as exc:
             problem = {

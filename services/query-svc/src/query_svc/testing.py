@@ -7,6 +7,8 @@
 - `insert_rows`, `record_applied`, `record_offsets`: write a build schema the way the projector
   does (rows, applied versions with their `pg_notify`, partition offsets), using declarations
   only, so a test can stand in for the projector without running Kafka.
+- `wait_until(condition)`: order a test on observable state (a stream subscribed, a read parked
+  on its notification) rather than on sleeps, which a loaded machine outlasts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
@@ -38,6 +40,13 @@ async def serve_in_process(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query.test") as client,
     ):
         yield client
+
+
+async def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) -> None:
+    """Return once `condition()` holds; TimeoutError if it does not within `seconds`."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110  # the state has no event to wait on
+            await asyncio.sleep(0.002)
 
 
 def free_port() -> int:

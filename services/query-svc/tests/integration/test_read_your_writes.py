@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,10 +15,13 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from cqrs_shared.consistency import ConsistencyToken
+from projector_svc.builds import activate, create_build
+from projector_svc.views.shop import ShopProjection
 from query_svc.app import create_app
+from query_svc.hub import ChangeHub
 from query_svc.listener import ProjectionListener
 from query_svc.settings import QuerySettings
-from query_svc.testing import insert_rows, record_applied, serve_in_process
+from query_svc.testing import NOTIFY_CHANNEL, insert_rows, record_applied, serve_in_process, wait_until
 from query_svc.views.shop import CUSTOMERS, SHOP
 
 pytestmark = pytest.mark.integration
@@ -50,8 +54,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def _rename_later(admin: asyncpg.Connection[asyncpg.Record], delay: float, version: int) -> None:
-    await asyncio.sleep(delay)
+async def _rename(admin: asyncpg.Connection[asyncpg.Record], version: int) -> None:
     async with admin.transaction():
         await admin.execute(
             "UPDATE shop_b1.customers SET name = 'Ada', version = $1 WHERE id = 'c-1'", version
@@ -59,22 +62,37 @@ async def _rename_later(admin: asyncpg.Connection[asyncpg.Record], delay: float,
         await record_applied(admin, "shop_b1", SHOP, [("customer", "c-1", version)])
 
 
+async def _parked(app: FastAPI, *, checks: int, unless_done: asyncio.Task[Any] | None = None) -> None:
+    """Until a read of customer c-1 has checked `checks` times and sleeps on its notification: a
+    change made after this cannot be seen by a check already in flight."""
+    hub: ChangeHub = app.state.components["hub"]
+
+    def parked() -> bool:
+        waiters = hub.waiters("shop", "customer", "c-1")
+        return any(w.parked and w.checks == checks for w in waiters)
+
+    await wait_until(lambda: parked() or (unless_done is not None and unless_done.done()))
+    assert parked(), "the read ended before it slept on its notification"
+
+
 async def test_a_read_with_a_token_is_woken_by_the_notify_and_returns_the_new_state(
-    client: httpx.AsyncClient, admin: asyncpg.Connection[asyncpg.Record], readers: dict[str, str]
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: asyncpg.Connection[asyncpg.Record],
+    readers: dict[str, str],
 ) -> None:
     token = ConsistencyToken("customer", "c-1", 2).encode()
     woken_before = _waits("woken")
-    started = time.monotonic()
-    response, _ = await asyncio.gather(
-        client.get("/v1/customers/c-1?max_wait_ms=5000", headers={**readers, "X-Consistency-Token": token}),
-        _rename_later(admin, 0.3, 2),
+    request = asyncio.create_task(
+        client.get("/v1/customers/c-1?max_wait_ms=5000", headers={**readers, "X-Consistency-Token": token})
     )
-    elapsed = time.monotonic() - started
+    await _parked(app, checks=1, unless_done=request)
+    await _rename(admin, 2)
+    response = await request
     assert response.status_code == 200
     assert (response.json()["name"], response.json()["version"]) == ("Ada", 2)
     assert response.headers["x-read-model-stale"] == "false"
     assert response.headers["x-consistency-applied-version"] == "2"
-    assert 0.3 <= elapsed < 2.0
     assert _waits("woken") == woken_before + 1
 
 
@@ -82,18 +100,59 @@ async def test_a_waiter_checks_once_per_relevant_notification_not_on_a_timer(
     app: FastAPI, client: httpx.AsyncClient, admin: asyncpg.Connection[asyncpg.Record]
 ) -> None:
     waiter = app.state.components["engine"].waiter
-
-    async def unrelated_then_relevant() -> None:
-        for i in range(5):
-            await asyncio.sleep(0.05)
-            await record_applied(admin, "shop_b1", SHOP, [("customer", "c-2", 2 + i)])
-        await _rename_later(admin, 0.2, 2)
-
-    result, _ = await asyncio.gather(
-        waiter.wait(SHOP, ConsistencyToken("customer", "c-1", 2), 5.0), unrelated_then_relevant()
-    )
+    wait = asyncio.create_task(waiter.wait(SHOP, ConsistencyToken("customer", "c-1", 2), 5.0))
+    await _parked(app, checks=1, unless_done=wait)
+    for i in range(5):
+        await record_applied(admin, "shop_b1", SHOP, [("customer", "c-2", 2 + i)])
+    await _rename(admin, 2)  # notified after the five above, on the same connection
+    result = await wait
     assert (result.outcome, result.applied, result.checks) == ("woken", 2, 2)
-    assert 0.4 <= result.seconds < 2.0
+
+
+async def test_a_notified_version_the_reader_does_not_show_yet_is_re_checked_on_a_timer(
+    app: FastAPI, client: httpx.AsyncClient, admin: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    """As on a replica lagging its primary: the notification arrives before the row is visible."""
+    waiter = app.state.components["engine"].waiter
+    wait = asyncio.create_task(waiter.wait(SHOP, ConsistencyToken("customer", "c-1", 2), 5.0))
+    await _parked(app, checks=1, unless_done=wait)
+    notice = {"projection": "shop", "schema": "shop_b1", "changes": [["customer", "c-1", 2]]}
+    await admin.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, json.dumps(notice))
+    hub: ChangeHub = app.state.components["hub"]
+    await wait_until(lambda: any(w.checks >= 3 for w in hub.waiters("shop", "customer", "c-1")))
+    await record_applied(admin, "shop_b1", SHOP, [("customer", "c-1", 2)], notify=False)
+    result = await wait
+    assert (result.outcome, result.applied) == ("woken", 2)
+    assert result.checks >= 4  # the notified check, then timed ones until the row showed
+
+
+async def test_a_rebuilds_notifications_wake_one_re_check_each_and_never_timed_ones(
+    app: FastAPI, client: httpx.AsyncClient, admin: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    waiter = app.state.components["engine"].waiter
+    rebuild = await create_build(admin, ShopProjection())
+    wait = asyncio.create_task(waiter.wait(SHOP, ConsistencyToken("customer", "c-1", 2), 0.5))
+    await _parked(app, checks=1, unless_done=wait)
+    # The rebuild reaches the version first; `read.*` still shows the active build, which has not.
+    await record_applied(admin, rebuild.schema, SHOP, [("customer", "c-1", 2)])
+    result = await wait
+    # The first check, one for the rebuild's notification, one at the deadline: no timer in between.
+    assert (result.outcome, result.applied, result.checks) == ("timeout", 1, 3)
+
+
+async def test_a_rebuild_announcement_counts_once_the_rebuild_is_activated(
+    app: FastAPI, client: httpx.AsyncClient, admin: asyncpg.Connection[asyncpg.Record]
+) -> None:
+    waiter = app.state.components["engine"].waiter
+    projection = ShopProjection()
+    rebuild = await create_build(admin, projection)
+    wait = asyncio.create_task(waiter.wait(SHOP, ConsistencyToken("customer", "c-1", 2), 5.0))
+    await _parked(app, checks=1, unless_done=wait)
+    await record_applied(admin, rebuild.schema, SHOP, [("customer", "c-1", 2)])
+    await _parked(app, checks=2, unless_done=wait)
+    await activate(admin, projection, rebuild)
+    result = await wait
+    assert (result.outcome, result.applied, result.checks) == ("woken", 2, 3)
 
 
 async def test_a_token_not_reached_in_time_answers_what_it_has_and_says_it_is_stale(
@@ -103,14 +162,16 @@ async def test_a_token_not_reached_in_time_answers_what_it_has_and_says_it_is_st
     timeouts_before = _waits("timeout")
     started = time.monotonic()
     item = await client.get(f"/v1/customers/c-1?after={token}&max_wait_ms=300", headers=readers)
+    item_seconds = time.monotonic() - started
     page = await client.get(f"/v1/customers?after={token}&max_wait_ms=0", headers=readers)
-    elapsed = time.monotonic() - started
+    page_seconds = time.monotonic() - started - item_seconds
     assert item.status_code == 200
     assert item.json()["version"] == 1
     assert item.headers["x-read-model-stale"] == "true"
     assert item.headers["x-consistency-applied-version"] == "1"
     assert page.headers["x-read-model-stale"] == "true"
-    assert 0.3 <= elapsed < 1.5
+    assert item_seconds >= 0.3
+    assert page_seconds < 1.5  # far below the default wait (2 s) it must not have taken
     assert _waits("timeout") == timeouts_before + 2
 
 
@@ -142,9 +203,9 @@ async def test_the_listener_reconnects_after_losing_its_connection_and_waiters_s
     # The notify may well be sent while the listener is down: the resync after LISTEN covers it.
     response, _ = await asyncio.gather(
         client.get(f"/v1/customers/c-1?after={token}&max_wait_ms=5000", headers=readers),
-        _rename_later(admin, 0.0, 2),
+        _rename(admin, 2),
     )
     assert response.headers["x-read-model-stale"] == "false"
-    await asyncio.wait_for(listener.connected.wait(), 5)
-    assert listener.backend_pid not in (None, old_pid)
+    await wait_until(lambda: listener.backend_pid not in (None, old_pid))
+    assert listener.connected.is_set()
     assert (REGISTRY.get_sample_value("query_listener_reconnects_total") or 0.0) == reconnects + 1

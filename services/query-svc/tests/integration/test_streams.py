@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from query_svc.app import create_app
+from query_svc.hub import ChangeHub
 from query_svc.settings import QuerySettings
-from query_svc.testing import insert_rows, record_applied, serve_live
+from query_svc.testing import insert_rows, record_applied, serve_live, wait_until
 from query_svc.views.shop import CUSTOMERS, ORDERS, SHOP
 
 pytestmark = pytest.mark.integration
@@ -122,15 +123,17 @@ async def test_heartbeats_flow_while_nothing_changes(base_url: str, readers: dic
 
 
 async def test_resuming_with_the_current_state_id_skips_the_snapshot_and_an_old_id_does_not(
-    base_url: str, admin: asyncpg.Connection[asyncpg.Record], readers: dict[str, str]
+    app: FastAPI, base_url: str, admin: asyncpg.Connection[asyncpg.Record], readers: dict[str, str]
 ) -> None:
+    hub: ChangeHub = app.state.components["hub"]
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         current = (await client.get("/v1/customers/c-1", headers=readers)).headers["etag"].strip('"')
         async with client.stream(
             "GET", "/v1/customers/c-1/stream", headers={**readers, "Last-Event-ID": current}
         ) as response:
             events = sse_events(response)
-            await asyncio.sleep(0.1)
+            # No snapshot comes to show the stream is live: its subscription does.
+            await wait_until(lambda: hub.subscriber_count == 1)
             await change_customer(admin, "c-1", 2)
             first = await next_event(events)
         async with client.stream(
@@ -157,8 +160,10 @@ async def test_a_change_to_a_joined_aggregate_reaches_the_rows_it_changes_only(
 
 
 async def test_a_stream_counts_as_a_subscriber_until_the_client_leaves(
-    base_url: str, readers: dict[str, str]
+    app: FastAPI, base_url: str, readers: dict[str, str]
 ) -> None:
+    hub: ChangeHub = app.state.components["hub"]
+
     def subscribers() -> float:
         return REGISTRY.get_sample_value("query_sse_subscribers", {"view": "customers"}) or 0.0
 
@@ -166,10 +171,10 @@ async def test_a_stream_counts_as_a_subscriber_until_the_client_leaves(
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         async with client.stream("GET", "/v1/customers/c-1/stream", headers=readers) as response:
             await next_event(sse_events(response))
-            assert subscribers() == before + 1
+            assert (subscribers(), hub.subscriber_count) == (before + 1, 1)
         missing = await client.get("/v1/customers/c-404/stream", headers=readers)
-    async with asyncio.timeout(5):
-        while subscribers() != before:  # noqa: ASYNC110  # the server releases it after the client left
-            await asyncio.sleep(0.02)
+    # The server releases the subscription once it notices the client left.
+    await wait_until(lambda: hub.subscriber_count == 0)
+    assert subscribers() == before
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
