@@ -8,21 +8,19 @@ letter twice, which is the safe side for an operator's queue).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
+from cqrs_shared.kafka_io import Headers, dead_letter_headers, send_all
 from projector_svc.incoming import Incoming, Origin
 
 #: Dead-letter reasons.
 UNDECODABLE = "undecodable"
 REJECTED = "rejected"
 GAP = "gap"
-
-_ERROR_LIMIT = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,37 +57,22 @@ class DeadLetterSink:
         self.topic = topic
         self._projection = projection
 
-    def headers(self, letter: DeadLetter, build: str) -> list[tuple[str, bytes]]:
-        origin = letter.origin
-        headers = [
-            *origin.headers,
-            ("dlq.reason", letter.reason.encode()),
-            ("dlq.error", letter.error.encode()[:_ERROR_LIMIT]),
-            ("dlq.source.topic", origin.topic.encode()),
-            ("dlq.source.partition", str(origin.partition).encode()),
-            ("dlq.source.offset", str(origin.offset).encode()),
-            ("dlq.projection", self._projection.encode()),
-            ("dlq.build", build.encode()),
-        ]
+    def headers(self, letter: DeadLetter, build: str) -> Headers:
+        extra = [("projection", self._projection), ("build", build)]
         if letter.event is not None:
             event = letter.event.event
-            headers += [
-                ("dlq.aggregate_type", event.aggregate_type.encode()),
-                ("dlq.aggregate_id", event.aggregate_id.encode()),
-                ("dlq.version", str(event.version).encode()),
+            extra += [
+                ("aggregate_type", event.aggregate_type),
+                ("aggregate_id", event.aggregate_id),
+                ("version", str(event.version)),
             ]
-        return headers
+        return dead_letter_headers(letter.origin, letter.reason, letter.error, *extra)
 
     async def send(self, letters: Sequence[DeadLetter], *, build: str) -> None:
-        # `send` only enqueues; awaiting the futures afterwards lets the letters share requests.
-        deliveries = [
-            await self._producer.send(
-                self.topic,
-                value=letter.origin.value,
-                key=letter.origin.key,
-                headers=self.headers(letter, build),
-            )
-            for letter in letters
-        ]
-        if deliveries:
-            await asyncio.gather(*deliveries)
+        await send_all(
+            self._producer,
+            [
+                (self.topic, letter.origin.key, letter.origin.value, self.headers(letter, build))
+                for letter in letters
+            ],
+        )

@@ -27,6 +27,9 @@ class Origin:
     value: bytes | None
     key: bytes | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
+    #: Milliseconds since the epoch; -1 (Kafka's "no timestamp") for an event read back from the
+    #: parking table, which does not keep it.
+    timestamp: int = -1
 
     @classmethod
     def of(cls, record: KafkaRecord) -> Origin:
@@ -37,6 +40,7 @@ class Origin:
             record.value,
             record.key,
             tuple(record.headers or ()),
+            record.timestamp,
         )
 
 

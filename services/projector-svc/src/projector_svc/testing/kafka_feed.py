@@ -3,14 +3,13 @@ ways tests need: duplicates, raw bytes, hand-made envelopes."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 
 from cqrs_shared.envelopes import EventEnvelope
-from cqrs_shared.kafka_io import event_headers, make_producer, to_json
+from cqrs_shared.kafka_io import event_headers, make_producer, send_all, to_json
 from cqrs_shared.topics import TopicNames
 from projector_svc.event_topics import PartitionEnds, end_offsets, read_all
 
@@ -36,19 +35,19 @@ class EventFeed:
 
     async def send(self, events: Iterable[EventEnvelope], *, copies: int = 1) -> None:
         """Send events in order; `copies=2` sends each one twice in a row (an at-least-once relay)."""
-        # `send` only enqueues; awaiting the futures afterwards lets batches form.
-        deliveries = [
-            await self._producer.send(
-                self.topics.events(event.aggregate_type),
-                value=to_json(event),
-                key=event.aggregate_id.encode(),
-                headers=event_headers(event),
-            )
-            for event in events
-            for _ in range(copies)
-        ]
-        if deliveries:
-            await asyncio.gather(*deliveries)
+        await send_all(
+            self._producer,
+            [
+                (
+                    self.topics.events(event.aggregate_type),
+                    event.aggregate_id.encode(),
+                    to_json(event),
+                    event_headers(event),
+                )
+                for event in events
+                for _ in range(copies)
+            ],
+        )
 
     async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         await self._producer.send_and_wait(topic, value=value, key=key)
