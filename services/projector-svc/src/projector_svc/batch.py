@@ -78,7 +78,7 @@ class BatchApplier:
         taken off the parking, so nothing blocks them and each one leaves it unless parked again."""
         keys = sorted({e.key for e in events})
         applied = await positions.applied_versions(connection, keys)
-        parked = ParkedState() if replay else await positions.parked_state(connection, keys)
+        parked = ParkedState() if replay else await positions.parked_state(connection, events)
         guarded = sort_batch(events, applied, parked)
         isolation = await self._isolator.apply(connection, guarded.apply)
 

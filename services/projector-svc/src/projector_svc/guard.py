@@ -25,9 +25,10 @@ class ParkedState:
 
     #: Aggregates held behind a refused event: nothing of them applies until a replay.
     blocked: frozenset[AggregateKey] = frozenset()
-    #: Events parked for a gap, per aggregate, in version order.
+    #: Events parked for a gap, per aggregate that is not blocked, in version order.
     waiting: Mapping[AggregateKey, list[Incoming]] = field(default_factory=dict)
-    #: Every parked (aggregate, version), whatever the reason.
+    #: The parked (aggregate, version) positions among the batch's events and in `waiting`,
+    #: whatever the reason: a redelivered parked event is a duplicate, not parked again.
     versions: frozenset[tuple[AggregateKey, int]] = frozenset()
 
 

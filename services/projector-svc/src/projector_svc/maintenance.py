@@ -92,7 +92,7 @@ class Maintenance:
         if not rows:
             return None
         keys = sorted((r["aggregate_type"], r["aggregate_id"]) for r in rows)
-        events = await positions.parked_for_replay(connection, keys)
+        events = await positions.parked_events(connection, keys, lock=True)
         return await self._applier.apply(connection, schema, events, replay=True)
 
 

@@ -1,7 +1,8 @@
 """Position bookkeeping inside a build schema: offsets, applied versions and parked events.
 
 Every function runs on a connection whose `search_path` is the build schema, inside the caller's
-transaction, and is set-based: one round trip whatever the batch size.
+transaction, and is set-based: one round trip whatever the batch size (`parked_state` takes a
+second one when some of the batch's aggregates wait for a gap to close).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from cqrs_shared.envelopes import EventEnvelope
-from projector_svc.guard import GAP, ParkedState
+from projector_svc.guard import ParkedState
 from projector_svc.incoming import AggregateKey, Incoming, Origin
 from projector_svc.pg import Connection
 
@@ -58,44 +59,57 @@ PARKED_COLUMNS = (
     "p.raw_value"
 )
 
+# Per aggregate of the batch that has parked rows: whether it is blocked (a row not waiting for a
+# gap; a blocked aggregate's lowest parked version is the refused or expired one, so EXISTS stops
+# at its first row) and which of the batch's versions are parked already. Never the whole parked
+# history of a long-blocked aggregate, which every batch touching it would otherwise read again.
+_PARKED_SUMMARY = """
+WITH batch AS (SELECT DISTINCT * FROM unnest($1::text[], $2::text[], $3::bigint[]) AS b(t, i, v))
+SELECT k.t AS aggregate_type, k.i AS aggregate_id,
+       EXISTS (SELECT 1 FROM parked_events p
+               WHERE p.aggregate_type = k.t AND p.aggregate_id = k.i AND p.reason <> 'gap') AS blocked,
+       ARRAY(SELECT p.version FROM parked_events p JOIN batch b
+                 ON p.aggregate_type = b.t AND p.aggregate_id = b.i AND p.version = b.v
+             WHERE b.t = k.t AND b.i = k.i) AS parked_versions
+FROM (SELECT DISTINCT t, i FROM batch) AS k
+WHERE EXISTS (SELECT 1 FROM parked_events p WHERE p.aggregate_type = k.t AND p.aggregate_id = k.i)
+"""
+_PARKED_OF = f"""
+SELECT {PARKED_COLUMNS}
+FROM parked_events p
+JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON p.aggregate_type = k.t AND p.aggregate_id = k.i
+ORDER BY p.aggregate_type, p.aggregate_id, p.version
+"""  # noqa: S608  # a constant column list
 
-async def parked_state(connection: Connection, keys: Sequence[AggregateKey]) -> ParkedState:
-    """Which of these aggregates are blocked, and which of their events wait for a gap to close."""
-    if not keys:
+
+async def parked_state(connection: Connection, events: Sequence[Incoming]) -> ParkedState:
+    """What the version guard needs to know about the parking for these events: which of their
+    aggregates are blocked, which of the events are parked already, and the events parked for a
+    gap of the other aggregates (to apply once the gap closes)."""
+    positions = sorted({(e.key, e.version) for e in events})
+    if not positions:
         return ParkedState()
     rows = await connection.fetch(
-        f"""
-        SELECT {PARKED_COLUMNS}
-        FROM parked_events p
-        JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON p.aggregate_type = k.t AND p.aggregate_id = k.i
-        ORDER BY p.aggregate_type, p.aggregate_id, p.version
-        """,  # noqa: S608  # a constant column list
-        *_split(keys),
+        _PARKED_SUMMARY, [k[0] for k, _ in positions], [k[1] for k, _ in positions], [v for _, v in positions]
     )
-    blocked: set[AggregateKey] = set()
+    blocked = frozenset((r["aggregate_type"], r["aggregate_id"]) for r in rows if r["blocked"])
+    versions = {((r["aggregate_type"], r["aggregate_id"]), v) for r in rows for v in r["parked_versions"]}
+    # An aggregate with parked rows that is not blocked has only rows waiting for a gap.
+    gapped = sorted((r["aggregate_type"], r["aggregate_id"]) for r in rows if not r["blocked"])
     waiting: dict[AggregateKey, list[Incoming]] = defaultdict(list)
-    for row in rows:
-        key = (row["aggregate_type"], row["aggregate_id"])
-        if row["reason"] == GAP:
-            waiting[key].append(incoming_of(row))
-        else:
-            blocked.add(key)
-    versions = frozenset(((r["aggregate_type"], r["aggregate_id"]), r["version"]) for r in rows)
-    return ParkedState(frozenset(blocked), dict(waiting), versions)
+    for item in await parked_events(connection, gapped):
+        waiting[item.key].append(item)
+        versions.add((item.key, item.version))
+    return ParkedState(blocked, dict(waiting), frozenset(versions))
 
 
-async def parked_for_replay(connection: Connection, keys: Sequence[AggregateKey]) -> list[Incoming]:
-    """Every parked event of these aggregates, locked, in version order."""
-    rows = await connection.fetch(
-        f"""
-        SELECT {PARKED_COLUMNS}
-        FROM parked_events p
-        JOIN unnest($1::text[], $2::text[]) AS k(t, i) ON p.aggregate_type = k.t AND p.aggregate_id = k.i
-        ORDER BY p.aggregate_type, p.aggregate_id, p.version
-        FOR UPDATE OF p
-        """,  # noqa: S608  # a constant column list
-        *_split(keys),
-    )
+async def parked_events(
+    connection: Connection, keys: Sequence[AggregateKey], *, lock: bool = False
+) -> list[Incoming]:
+    """Every parked event of these aggregates, in version order; `lock` locks their rows."""
+    if not keys:
+        return []
+    rows = await connection.fetch(_PARKED_OF + (" FOR UPDATE OF p" if lock else ""), *_split(keys))
     return [incoming_of(r) for r in rows]
 
 
@@ -164,6 +178,35 @@ async def save_versions(connection: Connection, advanced: Mapping[AggregateKey, 
     )
 
 
+async def claim_offsets(
+    connection: Connection, firsts: Mapping[PartitionKey, int]
+) -> dict[PartitionKey, int]:
+    """Lock the rows of the batch's partitions and return where each resumes: its stored offset,
+    or the batch's first offset (given per partition) where none is stored yet.
+
+    A write, not a read: at SERIALIZABLE a SELECT takes predicate locks, on the whole table when
+    the planner scans it sequentially (which it always does for a table this small), so replicas
+    on different partitions would always conflict; the ON CONFLICT arbiter takes none. The row
+    locks make two replicas briefly owning the same partition meet at the start of the batch, and
+    the later one fails on the concurrent update and is retried."""
+    if not firsts:
+        return {}
+    items = sorted(firsts.items())
+    rows = await connection.fetch(
+        """
+        INSERT INTO partition_offsets AS o (topic, partition, next_offset)
+        SELECT t, p, n FROM unnest($1::text[], $2::int[], $3::bigint[]) AS x(t, p, n)
+        ON CONFLICT (topic, partition) DO UPDATE
+        SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset)
+        RETURNING topic, partition, next_offset
+        """,
+        [k[0] for k, _ in items],
+        [k[1] for k, _ in items],
+        [v for _, v in items],
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
 async def save_offsets(connection: Connection, rows: Sequence[OffsetRow]) -> None:
     """Store where each partition resumes; offsets only move forward, so a replica that lost its
     partition in a rebalance and commits late cannot rewind the one that took it over."""
@@ -186,12 +229,6 @@ async def save_offsets(connection: Connection, rows: Sequence[OffsetRow]) -> Non
         [r.high_watermark for r in rows],
         [r.last_event_at for r in rows],
     )
-
-
-async def current_offsets(connection: Connection) -> dict[PartitionKey, int]:
-    """The stored offsets of the build the transaction points at."""
-    rows = await connection.fetch("SELECT topic, partition, next_offset FROM partition_offsets")
-    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
 async def stored_offsets(connection: Connection, schema: str) -> dict[PartitionKey, int]:

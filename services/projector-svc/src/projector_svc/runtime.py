@@ -4,11 +4,13 @@
   rows they produced. On assignment the consumer seeks to them; Kafka's committed offsets are only
   advisory (for lag monitoring), so a crash anywhere replays at most an uncommitted batch, which
   the per-aggregate version guard turns into counted duplicates.
-- After any failed batch the consumer is sought back to the stored offsets before it fetches
-  again: a batch is never skipped because a later one succeeded.
+- After any failed batch, and after a seek on assignment that failed, the consumer is sought back
+  to the stored offsets before it fetches again: a batch is never skipped because a later one
+  succeeded, nor applied from Kafka's advisory offsets.
 - Batches run at SERIALIZABLE isolation and are retried on serialization failures, so replicas
   owning different partitions cannot interleave into a wrong join, and two replicas briefly owning
-  the same partition during a rebalance cannot both apply it.
+  the same partition during a rebalance cannot both apply it (a batch first locks its own
+  partitions' offset rows; see `positions.claim_offsets`).
 - `schema=None` follows the active build (the live projector): when a rebuild is swapped in, the
   next transaction notices and the consumer re-seeks to the new build's offsets. A fixed schema is
   a rebuild writing its own build.
@@ -38,7 +40,7 @@ from projector_svc.incoming import decode
 from projector_svc.maintenance import Maintenance
 from projector_svc.metrics import BATCH_SECONDS, EVENTS, LAG, RETRIES, STALENESS_SECONDS
 from projector_svc.pg import Connection
-from projector_svc.positions import OffsetRow
+from projector_svc.positions import OffsetRow, PartitionKey
 from projector_svc.projection import Projection
 
 log = logging.getLogger(__name__)
@@ -116,11 +118,26 @@ class ProjectorRuntime:
                     pass
 
             async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-                await runtime.seek_to_stored(assigned)
+                try:
+                    await runtime.seek_to_stored(assigned)
+                except Exception:
+                    # aiokafka logs and swallows a listener's exception, then fetches from Kafka's
+                    # advisory offsets, which may be ahead of the build's (after a rebuild swap):
+                    # the run loop must seek before it applies anything.
+                    runtime.require_seek()
+                    log.exception(
+                        "seeking %s to the stored offsets failed; retrying before the next fetch", assigned
+                    )
 
         return _Listener()
 
+    def require_seek(self) -> None:
+        """Seek to the stored offsets before the next fetch, and drop a batch fetched meanwhile."""
+        self._needs_seek = True
+        self._seek_epoch += 1
+
     async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
+        epoch = self._seek_epoch
         async with self._pool.acquire() as connection:
             if self._fixed_schema is None:
                 self._schema = await connection.fetchval(
@@ -136,7 +153,8 @@ class ProjectorRuntime:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, offset)
-        self._needs_seek = False
+        if self._seek_epoch == epoch:  # else a seek was required meanwhile, maybe of other partitions
+            self._needs_seek = False
         self._seek_epoch += 1
         log.info("resuming %s from the offsets stored in %s", [str(tp) for tp in partitions], self._schema)
 
@@ -157,9 +175,9 @@ class ProjectorRuntime:
                 timeout_ms=self._settings.fetch_timeout_ms, max_records=self._settings.max_records
             )
             records = [r for partition_records in batch.values() for r in partition_records]
-            if records and epoch != self._seek_epoch:
-                # An assignment sought the partitions while this batch was fetched: it would only be
-                # delivered again. Drop it, and seek again in case it came from after the seek.
+            if records and (self._needs_seek or epoch != self._seek_epoch):
+                # An assignment sought the partitions (or failed to) while this batch was fetched:
+                # it may come from the wrong offsets. Drop it; the next step seeks first.
                 self._needs_seek = True
                 return 0
             if records:
@@ -184,19 +202,18 @@ class ProjectorRuntime:
         """Apply one fetched batch and store its offsets, in one transaction."""
         events, undecodable = decode(records)
         offsets = self._offset_rows(records)
+        firsts: dict[PartitionKey, int] = {}
+        for record in records:
+            firsts.setdefault((record.topic, record.partition), record.offset)
 
         async def work(connection: Connection, schema: str) -> Outcome:
             # Records below the stored offsets were committed by an earlier batch (a redelivery
             # after a rebalance or a crash): skipping them keeps undecodable records, which have
             # no version to deduplicate by, from being dead-lettered twice.
-            stored = await positions.current_offsets(connection)
-            fresh = [
-                e for e in events if e.origin.offset >= stored.get((e.origin.topic, e.origin.partition), 0)
-            ]
+            resume = await positions.claim_offsets(connection, firsts)
+            fresh = [e for e in events if e.origin.offset >= resume[(e.origin.topic, e.origin.partition)]]
             new_refused = [
-                u
-                for u in undecodable
-                if u.origin.offset >= stored.get((u.origin.topic, u.origin.partition), 0)
+                u for u in undecodable if u.origin.offset >= resume[(u.origin.topic, u.origin.partition)]
             ]
             outcome = await self._applier.apply(connection, schema, fresh, new_refused)
             outcome.duplicates += len(events) - len(fresh)
