@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from cqrs_cli.main import app
+from projector_svc.builds import LOCK_NAMESPACE
 from projector_svc.settings import ProjectorSettings
 from projector_svc.testing import StartProjector
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
@@ -57,11 +58,13 @@ async def test_rebuild_shows_progress_swaps_in_and_status_and_prune_follow(
     async with pool.acquire() as connection:
         assert diff(await read_rows(connection), fold(history)) == []
         # A second rebuild while one holds the lock is refused instead of racing it.
-        await connection.execute("SELECT pg_advisory_lock($1, hashtext('rebuild:shop'))", 0x43515253)
+        await connection.execute("SELECT pg_advisory_lock($1, hashtext('rebuild:shop'))", LOCK_NAMESPACE)
         try:
             busy = await _run(cqrs, "projector", "rebuild", "shop")
         finally:
-            await connection.execute("SELECT pg_advisory_unlock($1, hashtext('rebuild:shop'))", 0x43515253)
+            await connection.execute(
+                "SELECT pg_advisory_unlock($1, hashtext('rebuild:shop'))", LOCK_NAMESPACE
+            )
         assert busy.exit_code == 1 and "already running" in busy.output
 
     pruned = await _run(cqrs, "projector", "prune", "shop")

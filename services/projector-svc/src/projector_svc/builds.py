@@ -29,7 +29,9 @@ _RUNTIME_MIGRATIONS = (
 #: Tables every build schema has beside the projection's own (positions, guard, parked events).
 RUNTIME_TABLES = ("partition_offsets", "aggregate_versions", "parked_events")
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-_LOCK_NAMESPACE = 0x43515253  # "CQRS": keeps our advisory lock ids apart from other applications'
+#: First key of every advisory lock the projector takes ("CQRS"): keeps its lock ids apart from
+#: other applications' in the same database.
+LOCK_NAMESPACE = 0x43515253
 
 _CONTROL_DDL = """
 CREATE SCHEMA IF NOT EXISTS projector;
@@ -72,7 +74,7 @@ def _checked(name: str) -> str:
 
 
 async def _advisory_lock(connection: Connection, projection: str) -> None:
-    await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_NAMESPACE, projection)
+    await connection.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", LOCK_NAMESPACE, projection)
 
 
 async def ensure_active_build(connection: Connection, projection: Projection) -> Build:
@@ -90,7 +92,12 @@ async def ensure_active_build(connection: Connection, projection: Projection) ->
             await _publish_views(connection, projection, build)
             return build
         build = Build(name, number)
-        if await _migrate(connection, projection, build):
+        if await _pending_migrations(connection, projection, build):
+            # A migration may change the type of a column the `read` views select, which
+            # PostgreSQL refuses while a view depends on it: the views go first and come back in
+            # this transaction, so readers see the old build or the migrated one, never neither.
+            await _drop_views(connection, projection)
+            await _migrate(connection, projection, build)
             await _publish_views(connection, projection, build)
         return build
 
@@ -161,16 +168,22 @@ async def _create_build(connection: Connection, projection: Projection, build: B
     await _migrate(connection, projection, build)
 
 
-async def _migrate(connection: Connection, projection: Projection, build: Build) -> bool:
-    """Apply the migrations this build lacks; True if any ran. Runs inside the caller's transaction."""
+async def _pending_migrations(
+    connection: Connection, projection: Projection, build: Build
+) -> list[Migration]:
+    """The migrations this build lacks, in order."""
     applied = {
         r["version"]
         for r in await connection.fetch(f'SELECT version FROM "{build.schema}".schema_migrations')  # noqa: S608  # checked identifier
     }
+    every = sorted((*_RUNTIME_MIGRATIONS, *projection.migrations), key=lambda m: m.version)
+    return [m for m in every if m.version not in applied]
+
+
+async def _migrate(connection: Connection, projection: Projection, build: Build) -> bool:
+    """Apply the migrations this build lacks; True if any ran. Runs inside the caller's transaction."""
     ran = False
-    for migration in sorted((*_RUNTIME_MIGRATIONS, *projection.migrations), key=lambda m: m.version):
-        if migration.version in applied:
-            continue
+    for migration in await _pending_migrations(connection, projection, build):
         await connection.execute(f'SET LOCAL search_path TO "{build.schema}"')
         await connection.execute(migration.sql)
         await connection.execute(
@@ -187,6 +200,15 @@ async def _migrate(connection: Connection, projection: Projection, build: Build)
 def read_view_name(projection: Projection, table: str) -> str:
     """Projection tables keep their names in `read`; runtime tables get the projection as prefix."""
     return f"{projection.name}_{table}" if table in RUNTIME_TABLES else table
+
+
+def _view_names(projection: Projection) -> list[str]:
+    return [_checked(read_view_name(projection, t)) for t in (*projection.tables, *RUNTIME_TABLES)]
+
+
+async def _drop_views(connection: Connection, projection: Projection) -> None:
+    for view in _view_names(projection):
+        await connection.execute(f'DROP VIEW IF EXISTS read."{view}"')
 
 
 async def _publish_views(connection: Connection, projection: Projection, build: Build) -> None:

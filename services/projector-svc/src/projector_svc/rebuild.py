@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from cqrs_shared.kafka_io import make_producer
 from projector_svc.builds import (
+    LOCK_NAMESPACE,
     Build,
     activate,
     active_schema,
@@ -41,7 +42,6 @@ from projector_svc.settings import ProjectorSettings
 
 log = logging.getLogger(__name__)
 
-_LOCK_NAMESPACE = 0x43515253
 _SWAP_ATTEMPTS = 5
 #: Longest the live build's batches are paused for one cutover attempt.
 _SWAP_PAUSE_SECONDS = 5.0
@@ -76,7 +76,7 @@ async def rebuild(
     try:
         async with pool.acquire() as control:
             if not await control.fetchval(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_NAMESPACE, lock_key
+                "SELECT pg_try_advisory_lock($1, hashtext($2))", LOCK_NAMESPACE, lock_key
             ):
                 raise RebuildAlreadyRunningError(f"a rebuild of {projection.name} is already running")
             try:
@@ -91,9 +91,7 @@ async def rebuild(
                     replayer.report_now("swapped" if options.swap else "built")
                 return build
             finally:
-                await control.execute(
-                    "SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_NAMESPACE, lock_key
-                )
+                await control.execute("SELECT pg_advisory_unlock($1, hashtext($2))", LOCK_NAMESPACE, lock_key)
     finally:
         await producer.stop()
         await pool.close()

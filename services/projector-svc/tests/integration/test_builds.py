@@ -24,7 +24,7 @@ class _ShopWithLoyalty(ShopProjection):
     migrations = (
         *ShopProjection.migrations,
         Migration(
-            2, "shop_0002_loyalty", "ALTER TABLE customers ADD COLUMN loyalty text; SELECT pg_sleep(0.05);"
+            3, "shop_0003_loyalty", "ALTER TABLE customers ADD COLUMN loyalty text; SELECT pg_sleep(0.05);"
         ),
     )
 
@@ -52,7 +52,8 @@ async def test_replicas_starting_together_create_one_build_and_migrate_it_once(p
         assert [(r["version"], r["name"]) for r in applied] == [
             (0, "runtime_0001_positions"),
             (1, "shop_0001_initial"),
-            (2, "shop_0002_loyalty"),
+            (2, "shop_0002_wider_money"),
+            (3, "shop_0003_loyalty"),
         ]
         assert [b.status for b in await list_builds(connection, "shop")] == ["active"]
         # The view readers use was republished with the new column.

@@ -97,7 +97,10 @@ class ShopProjection:
     name = "shop"
     aggregate_types = (c.CUSTOMER, c.ORDER)
     tables = ("customers", "orders")
-    migrations: tuple[Migration, ...] = (Migration.from_file(1, _MIGRATIONS / "shop_0001_initial.sql"),)
+    migrations: tuple[Migration, ...] = (
+        Migration.from_file(1, _MIGRATIONS / "shop_0001_initial.sql"),
+        Migration.from_file(2, _MIGRATIONS / "shop_0002_wider_money.sql"),
+    )
 
     def handles(self, event_type: str) -> bool:
         return event_type in _EVENT_MODELS
