@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from cqrs_cli.main import app
 from projector_svc.builds import LOCK_NAMESPACE
-from projector_svc.settings import ProjectorSettings
 from projector_svc.testing import StartProjector
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
 from projector_svc.testing.shop_fold import fold
@@ -21,20 +19,11 @@ from projector_svc.testing.views_io import diff, read_rows, wait_for_offsets
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def cqrs(settings: ProjectorSettings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("DATABASE_URL", settings.database_url.get_secret_value())
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers)
-    monkeypatch.setenv("CQRS_TOPIC_PREFIX", settings.topic_prefix)
-    return CliRunner()
-
-
-async def _run(runner: CliRunner, *args: str) -> Result:
-    return await asyncio.to_thread(runner.invoke, app, list(args))
-
-
 async def test_rebuild_shows_progress_swaps_in_and_status_and_prune_follow(
-    cqrs: CliRunner, feed: EventFeed, pool: asyncpg.Pool[asyncpg.Record], start_projector: StartProjector
+    cqrs: Callable[..., Awaitable[Result]],
+    feed: EventFeed,
+    pool: asyncpg.Pool[asyncpg.Record],
+    start_projector: StartProjector,
 ) -> None:
     history = ShopHistory(seed=12).take(6000)
     await feed.send(history)
@@ -43,7 +32,7 @@ async def test_rebuild_shows_progress_swaps_in_and_status_and_prune_follow(
     async with pool.acquire() as connection:
         await wait_for_offsets(connection, await end_offsets(feed.bootstrap, topics))
 
-    result = await _run(cqrs, "projector", "rebuild", "shop")
+    result = await cqrs("projector", "rebuild", "shop")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert re.fullmatch(
@@ -51,7 +40,7 @@ async def test_rebuild_shows_progress_swaps_in_and_status_and_prune_follow(
     )
     assert re.fullmatch(r"shop_b2 swapped in: 6,000 events in [\d.]+s \([\d,]+ events/s\)", lines[-1])
 
-    status = (await _run(cqrs, "projector", "status", "shop")).stdout
+    status = (await cqrs("projector", "status", "shop")).stdout
     assert re.search(r"^shop_b1: retired", status, re.MULTILINE)
     assert re.search(r"^shop_b2: active", status, re.MULTILINE)
     assert status.strip().endswith("parked: none")
@@ -60,14 +49,14 @@ async def test_rebuild_shows_progress_swaps_in_and_status_and_prune_follow(
         # A second rebuild while one holds the lock is refused instead of racing it.
         await connection.execute("SELECT pg_advisory_lock($1, hashtext('rebuild:shop'))", LOCK_NAMESPACE)
         try:
-            busy = await _run(cqrs, "projector", "rebuild", "shop")
+            busy = await cqrs("projector", "rebuild", "shop")
         finally:
             await connection.execute(
                 "SELECT pg_advisory_unlock($1, hashtext('rebuild:shop'))", LOCK_NAMESPACE
             )
         assert busy.exit_code == 1 and "already running" in busy.output
 
-    pruned = await _run(cqrs, "projector", "prune", "shop")
+    pruned = await cqrs("projector", "prune", "shop")
     assert pruned.stdout.splitlines() == ["dropped shop_b1"]
     async with pool.acquire() as connection:
         assert await connection.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'shop_b1'") == 0
