@@ -15,13 +15,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.topics import TopicNames
 from projector_svc.builds import Build
 from projector_svc.pg import create_pool
 from projector_svc.rebuild import catch_up
 from projector_svc.settings import ProjectorSettings
-from projector_svc.testing.kafka_feed import EventFeed, end_offsets
+from projector_svc.testing.kafka_feed import EventFeed, end_offsets, keep_sending
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import diff, read_rows, wait_for_offsets
@@ -29,16 +28,6 @@ from projector_svc.views.shop import ShopProjection
 from tests.e2e.harness import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-
-async def _load(
-    feed: EventFeed, history: ShopHistory, sent: list[EventEnvelope], stop: asyncio.Event
-) -> None:
-    while not stop.is_set():
-        events = history.take(40)
-        await feed.send(events)
-        sent.extend(events)
-        await asyncio.sleep(0.05)
 
 
 async def _query(
@@ -81,7 +70,7 @@ async def test_cqrs_projector_rebuild_under_live_load_swaps_in_an_equal_copy(
         connection = await pool.acquire()
         await wait_for_offsets(connection, await end_offsets(kafka_bootstrap, names))
         background = [
-            asyncio.create_task(_load(feed, history, sent, stop)),
+            asyncio.create_task(keep_sending(feed, history, sent, stop)),
             asyncio.create_task(_query(pg_database, stop, seen, errors)),
         ]
         try:

@@ -9,29 +9,18 @@ import itertools
 import asyncpg
 import pytest
 
-from cqrs_shared.envelopes import EventEnvelope
 from projector_svc.builds import Build, list_builds
 from projector_svc.rebuild import RebuildOptions, catch_up, rebuild
 from projector_svc.replayer import Progress
 from projector_svc.settings import ProjectorSettings
 from projector_svc.testing import StartProjector
-from projector_svc.testing.kafka_feed import EventFeed, end_offsets
+from projector_svc.testing.kafka_feed import EventFeed, end_offsets, keep_sending
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import diff, read_rows, wait_for_offsets
 from projector_svc.views.shop import ShopProjection
 
 pytestmark = pytest.mark.integration
-
-
-async def _load(
-    feed: EventFeed, history: ShopHistory, sent: list[EventEnvelope], stop: asyncio.Event
-) -> None:
-    while not stop.is_set():
-        events = history.take(40)
-        await feed.send(events)
-        sent.extend(events)
-        await asyncio.sleep(0.05)
 
 
 async def _query(
@@ -76,7 +65,7 @@ async def test_a_rebuild_under_load_swaps_in_a_copy_equal_to_the_live_view(
     errors: list[BaseException] = []
     progress: list[Progress] = []
     background = [
-        asyncio.create_task(_load(feed, history, sent, stop)),
+        asyncio.create_task(keep_sending(feed, history, sent, stop)),
         asyncio.create_task(_query(pg_database, stop, counts, errors)),
     ]
     try:

@@ -3,6 +3,7 @@ ways tests need: duplicates, raw bytes, hand-made envelopes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from types import TracebackType
 
@@ -12,6 +13,7 @@ from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.kafka_io import event_headers, make_producer, send_all, to_json
 from cqrs_shared.topics import TopicNames
 from projector_svc.event_topics import PartitionEnds, end_offsets, read_all
+from projector_svc.testing.shop_history import ShopHistory
 
 __all__ = ["EventFeed", "PartitionEnds", "end_offsets", "read_all"]
 
@@ -51,3 +53,21 @@ class EventFeed:
 
     async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
         await self._producer.send_and_wait(topic, value=value, key=key)
+
+
+async def keep_sending(
+    feed: EventFeed,
+    history: ShopHistory,
+    sent: list[EventEnvelope],
+    stop: asyncio.Event,
+    *,
+    per_round: int = 40,
+    pause_seconds: float = 0.05,
+) -> None:
+    """Live load for tests: send the history's next events in small rounds until `stop` is set,
+    recording everything sent in `sent`."""
+    while not stop.is_set():
+        events = history.take(per_round)
+        await feed.send(events)
+        sent.extend(events)
+        await asyncio.sleep(pause_seconds)
