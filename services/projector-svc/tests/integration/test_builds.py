@@ -108,13 +108,16 @@ async def test_activating_a_build_swaps_what_readers_see_atomically(pg_database:
             readers = [
                 asyncio.create_task(_read_continuously(pg_database, stop, seen, errors)) for _ in range(3)
             ]
-            for _ in range(15):
-                await activate(connection, projection, second)
-                await asyncio.sleep(0.01)
-                await activate(connection, projection, Build("shop", 1))
-                await asyncio.sleep(0.01)
-            stop.set()
-            await asyncio.gather(*readers)
+            try:
+                for _ in range(15):
+                    await activate(connection, projection, second)
+                    await asyncio.sleep(0.01)
+                    await activate(connection, projection, Build("shop", 1))
+                    await asyncio.sleep(0.01)
+            finally:
+                # Even when a swap fails, the readers must stop, or they outlive the test.
+                stop.set()
+                await asyncio.gather(*readers)
     finally:
         with contextlib.suppress(Exception):
             await pool.close()
