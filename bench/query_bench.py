@@ -34,6 +34,7 @@ import asyncpg
 from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 
 from cqrs_shared.auth import mint_token
+from cqrs_shared.testing.postgres import drop_database
 from projector_svc.builds import ensure_active_build
 from projector_svc.views.shop import ShopProjection
 from query_svc.testing import insert_rows
@@ -111,23 +112,6 @@ async def create_database(orders: int) -> str:
     finally:
         await connection.close()
     return dsn
-
-
-async def drop_database(dsn: str) -> None:
-    admin = await asyncpg.connect(DATABASE_URL)
-    try:
-        for attempt in range(20):
-            try:
-                await admin.execute(
-                    f'DROP DATABASE IF EXISTS "{urlsplit(dsn).path.lstrip("/")}" WITH (FORCE)'
-                )
-            except asyncpg.InsufficientPrivilegeError:
-                # An autovacuum worker (a superuser process) is still in the database: wait it out.
-                await asyncio.sleep(0.1 * (attempt + 1))
-            else:
-                return
-    finally:
-        await admin.close()
 
 
 async def measure(call: Call, *, concurrency: int, seconds: float) -> dict[str, float]:
@@ -272,7 +256,7 @@ async def main() -> None:
         baseline = await raw(*shape)
         served = await service(*shape)
     finally:
-        await drop_database(dsn)
+        await drop_database(DATABASE_URL, urlsplit(dsn).path.lstrip("/"))
     print(
         f"machine: {os.cpu_count()} cores; {args.orders} orders, {args.orders // 10} customers; "
         f"concurrency {args.concurrency}, pool {args.pool_size}, {args.seconds:.0f} s per phase"

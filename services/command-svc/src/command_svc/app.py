@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,7 +16,7 @@ from command_svc.registry import CommandRegistry
 from command_svc.service import CommandService
 from command_svc.settings import CommandServiceSettings
 from cqrs_shared.problems import install_problem_handlers, problem_response
-from cqrs_shared.service_http import operations_router
+from cqrs_shared.service_http import operations_router, service_lifespan
 from cqrs_shared.write_store import WriteStoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -33,15 +32,7 @@ def create_app(
     settings = settings or CommandServiceSettings(**overrides)
     service = CommandService(settings, CommandRegistry(aggregates))
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    app = FastAPI(title="command-svc", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="command-svc", version="0.1.0", lifespan=service_lifespan(service))
     install_problem_handlers(app)
     # Starlette types handlers as taking any Exception; this one is registered for its own class.
     app.add_exception_handler(WriteStoreUnavailableError, _store_unavailable)  # type: ignore[arg-type]
