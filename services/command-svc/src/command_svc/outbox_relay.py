@@ -189,8 +189,12 @@ class OutboxRelay:
         batch: list[Commit] = []
         if not self._scan_due():
             wait = max(0.0, self._last_scan + self._settings.scan_interval_seconds - time.monotonic())
+            # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` can swallow the
+            # cancellation that `stop` sends when the get completes at the same moment, and the
+            # loop would then run on forever (seen as a hung shutdown in the relay tests).
             with contextlib.suppress(TimeoutError):
-                batch.append(await asyncio.wait_for(self._fresh.get(), timeout=wait))
+                async with asyncio.timeout(wait):
+                    batch.append(await self._fresh.get())
             while not self._fresh.empty() and len(batch) < self._settings.batch_size:
                 batch.append(self._fresh.get_nowait())
         if self._scan_due():
