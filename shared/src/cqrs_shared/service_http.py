@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.problems import problem_response
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,29 @@ def service_lifespan(service: Startable) -> Callable[[FastAPI], AbstractAsyncCon
     return lifespan
 
 
-def operations_router(checks: Mapping[str, ReadinessCheck], *, timeout_seconds: float = 2.0) -> APIRouter:
-    """Health, readiness and metrics routes; readiness runs every check concurrently with a timeout."""
+def operations_router(
+    checks: Mapping[str, ReadinessCheck],
+    *,
+    liveness: LivenessMonitor | None = None,
+    timeout_seconds: float = 2.0,
+) -> APIRouter:
+    """Health, readiness and metrics routes; readiness runs every check concurrently with a timeout.
+
+    `/healthz` fails (503) while `liveness` reports a stalled loop or a wedged client: that is the
+    orchestrator's cue to restart the process. It never calls a dependency, so an outage elsewhere
+    cannot make every replica restart at once.
+    """
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", summary="The process is alive and making progress", response_model=None)
+    async def healthz() -> JSONResponse:
+        problems = liveness.problems() if liveness is not None else {}
+        if problems:
+            log.error("not live: %s", problems)
+            return problem_response(
+                503, "not-live", "Not live", "the process stopped making progress", checks=problems
+            )
+        return JSONResponse({"status": "ok"})
 
     @router.get("/readyz", summary="Every dependency answers", response_model=None)
     async def readyz() -> JSONResponse:

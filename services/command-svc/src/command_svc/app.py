@@ -47,7 +47,7 @@ def create_app(
         "kafka": service.kafka_ready,
         "outbox_relay": service.relay_ready,
     }
-    app.include_router(operations_router(checks))
+    app.include_router(operations_router(checks, liveness=service.liveness))
     app.state.service = service
     return app
 

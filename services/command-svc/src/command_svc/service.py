@@ -21,6 +21,7 @@ from command_svc.settings import CommandServiceSettings
 from command_svc.topic_door import TopicDoor
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
+from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import RETAIN_FOREVER, TopicNames, ensure_topics
 from cqrs_shared.write_store import LeaseStore, WriteStore
 from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
@@ -40,6 +41,8 @@ class CommandService:
         self._verifier = TokenVerifier(settings)
         self._broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=self._client_id)
         self._mongo: MongoWriteStore | None = None
+        #: What `/healthz` reports: the loops that must keep turning, and wedged clients.
+        self.liveness = LivenessMonitor()
         # Set by `start`; the HTTP door and readiness checks only run while the service is started.
         self.store: WriteStore
         self.pipeline: CommandPipeline
