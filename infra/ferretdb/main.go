@@ -33,6 +33,14 @@ func envOr(key, def string) string {
 	return def
 }
 
+// envDuration returns the duration in environment variable key, or def when it is unset or invalid.
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
+}
+
 func main() {
 	listenAddr := flag.String("listen-addr", envOr("FERRETDB_LISTEN_ADDR", "127.0.0.1:27017"),
 		"TCP address to listen on (env FERRETDB_LISTEN_ADDR)")
@@ -45,6 +53,10 @@ func main() {
 		"SQLite directory URI for the sqlite backend (env FERRETDB_SQLITE_URL)")
 	logLevel := flag.String("log-level", envOr("FERRETDB_LOG_LEVEL", "info"),
 		"log level: debug, info, warn or error (env FERRETDB_LOG_LEVEL)")
+	watchdogInterval := flag.Duration("watchdog-interval", envDuration("FERRETDB_WATCHDOG_INTERVAL", 2*time.Second),
+		"how often the server pings itself; 0 turns the watchdog off (env FERRETDB_WATCHDOG_INTERVAL)")
+	watchdogFailures := flag.Int("watchdog-failures", 5,
+		"consecutive failed self-pings after which the server re-executes itself (see watchdog.go)")
 	pingOnly := flag.Bool("ping", false,
 		"do not serve: send a MongoDB ping to -listen-addr and exit 0 if it answers ok (readiness check)")
 	flag.Parse()
@@ -80,6 +92,8 @@ func main() {
 	// the listener and client connections and the backend pool before returning.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+
+	go watchdog(ctx, *listenAddr, *watchdogInterval, *watchdogFailures, logger)
 
 	logger.Info("FerretDB listening", "addr", *listenAddr, "handler", *handler)
 	if err := f.Run(ctx); err != nil {

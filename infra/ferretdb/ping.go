@@ -11,6 +11,9 @@ import (
 	"time"
 )
 
+// errNotOK: the server answered, with an error (for example its backend is down).
+var errNotOK = errors.New("reply has ok != 1")
+
 // ping sends the MongoDB command {ping: 1, $db: "admin"} as an OP_MSG to addr and checks
 // that the reply has ok: 1. It is a real round trip through FerretDB's command handling
 // (and so its backend connection), without a MongoDB driver dependency: the readiness
@@ -85,7 +88,7 @@ func ping(addr string, timeout time.Duration) error {
 				if math.Float64frombits(binary.LittleEndian.Uint64(v)) == 1 {
 					return nil
 				}
-				return errors.New("reply has ok != 1")
+				return errNotOK
 			}
 			size = 8
 		case 0x10: // int32
@@ -93,7 +96,7 @@ func ping(addr string, timeout time.Duration) error {
 				if int32(binary.LittleEndian.Uint32(v)) == 1 {
 					return nil
 				}
-				return errors.New("reply has ok != 1")
+				return errNotOK
 			}
 			size = 4
 		case 0x12, 0x09, 0x11: // int64, datetime, timestamp

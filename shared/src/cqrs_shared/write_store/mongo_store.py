@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -162,12 +162,24 @@ class MongoWriteStore:
     async def unpublished(self, shards: Collection[int], limit: int) -> list[Commit]:
         if not shards:
             return []
+        wanted = set(shards)
+        found: list[Commit] = []
         try:
-            cursor = self._commits.find({"published": False, "shard": {"$in": sorted(shards)}})
-            docs = await cursor.sort([("_id", ASCENDING)]).limit(limit).to_list()
+            # Only `published: false` goes to the server: an equality every MongoDB-wire store
+            # serves from an index (FerretDB through its PostgreSQL GIN twin, see
+            # infra/postgres/ferretdb-indexes.sql), so the cost follows the backlog, not the
+            # history. FerretDB would read every document for `$in` or a sort, so the shard
+            # filter and the ordering happen here, and reading stops once `limit` are found.
+            cursor = self._commits.find({"published": False}, batch_size=min(limit, 1000))
+            async for doc in cursor:
+                if doc.get("shard") in wanted:
+                    found.append(_from_document(doc))
+                    if len(found) >= limit:
+                        break
+            await cursor.close()
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
-        return [_from_document(d) for d in docs]
+        return sorted(found, key=lambda c: (c.aggregate_type, c.aggregate_id, c.base_version))
 
     async def unpublished_in_stream(self, aggregate_type: str, aggregate_id: str) -> list[Commit]:
         try:
@@ -182,9 +194,17 @@ class MongoWriteStore:
     async def mark_published(self, commits: Sequence[Commit]) -> None:
         if not commits:
             return
-        ids = [commit_key(c.aggregate_type, c.aggregate_id, c.base_version) for c in commits]
+        # One update per `_id` in one round trip: an `_id` equality is served by an index on every
+        # store, where `_id: {$in: [...]}` is a scan of the whole history on FerretDB.
+        updates = [
+            UpdateOne(
+                {"_id": commit_key(c.aggregate_type, c.aggregate_id, c.base_version)},
+                {"$set": {"published": True}},
+            )
+            for c in commits
+        ]
         try:
-            await self._commits.update_many({"_id": {"$in": ids}}, {"$set": {"published": True}})
+            await self._commits.bulk_write(updates, ordered=False)
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
 

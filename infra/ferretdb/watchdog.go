@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+)
+
+// watchdog pings this FerretDB through its own listener every interval and, after `failures`
+// misses in a row, replaces the process with a fresh copy of itself (same pid, same arguments).
+//
+// Why: FerretDB v1.24 can deadlock under load. Seen here: createIndexes holds the metadata
+// registry's write lock while it waits for a PostgreSQL connection, and all 50 pooled connections
+// are held by requests queued behind that lock; from then on every command, ping included, hangs
+// until the process is restarted. In Kubernetes a liveness probe does this restart; the local
+// stack has no orchestrator, so the server restarts itself. Re-executing keeps the pid that the
+// stack scripts track. Only silence counts as a miss: while PostgreSQL is down, FerretDB answers
+// pings with an error, and restarting it would not help.
+func watchdog(ctx context.Context, addr string, interval time.Duration, failures int, logger *slog.Logger) {
+	if interval <= 0 || failures <= 0 {
+		return
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	misses := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		err := ping(addr, interval)
+		if err == nil || errors.Is(err, errNotOK) {
+			misses = 0 // an error reply is an answer: the server is responsive, its backend is not
+			continue
+		}
+		misses++
+		logger.Warn("watchdog: FerretDB did not answer its own ping", "misses", misses, "error", err)
+		if misses < failures {
+			continue
+		}
+		logger.Error("watchdog: FerretDB stopped answering; restarting the process", "misses", misses)
+		exe, err := os.Executable()
+		if err == nil {
+			err = syscall.Exec(exe, os.Args, os.Environ())
+		}
+		// Exec only returns on failure: exit, so at least the stack sees the server down.
+		logger.Error("watchdog: cannot re-execute; exiting", "error", err)
+		os.Exit(3)
+	}
+}
