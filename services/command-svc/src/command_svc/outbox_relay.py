@@ -28,6 +28,7 @@ from typing import Protocol
 
 from command_svc.metrics import RELAY_LAG, RELAY_PUBLISHED, RELAY_SHARDS_OWNED
 from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.liveness import Heartbeat, LivenessMonitor
 from cqrs_shared.write_store import Commit, LeaseStore, WriteStore, WriteStoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class RelaySettings:
     fresh_queue_size: int = 10_000
     #: Streams whose last published version is remembered, to skip a store read on the hot path.
     remembered_streams: int = 100_000
+    #: `/healthz` fails when a relay loop has not completed a turn for this long (every call in a
+    #: turn is bounded, so only a hang can exceed it).
+    liveness_seconds: float = 90.0
 
 
 class OutboxRelay:
@@ -63,6 +67,7 @@ class OutboxRelay:
         *,
         member_id: str,
         settings: RelaySettings = RelaySettings(),
+        liveness: LivenessMonitor | None = None,
     ) -> None:
         self._store = store
         self._leases = leases
@@ -76,11 +81,15 @@ class OutboxRelay:
         self._published_upto: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
         self._valid_until = 0.0
+        self._liveness = liveness or LivenessMonitor()
+        self._beats: dict[str, Heartbeat] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._balance_leases()
+        for name in ("relay-leases", "relay-publish"):
+            self._beats[name] = self._liveness.heartbeat(name, self._settings.liveness_seconds)
         self._tasks = [
             asyncio.create_task(self._keep_leases(), name="relay-leases"),
             asyncio.create_task(self._publish_loop(), name="relay-publish"),
@@ -93,6 +102,8 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        for name in self._beats:
+            self._liveness.retire(name)
         # Hand shards over at once instead of making the next owner wait for the TTL.
         with contextlib.suppress(WriteStoreUnavailableError):
             await self._leases.leave(self._member)
@@ -133,6 +144,7 @@ class OutboxRelay:
                 await self._balance_leases()
             except WriteStoreUnavailableError as exc:
                 log.warning("relay could not renew leases: %s", exc)
+            self._beats["relay-leases"].beat()
 
     async def _balance_leases(self) -> None:
         ttl = self._settings.lease_ttl_seconds
@@ -179,6 +191,7 @@ class OutboxRelay:
                 log.exception("relay failed to publish %d commits; retrying from the store", len(batch))
                 await asyncio.sleep(1.0)
                 self._scan_requested = True
+            self._beats["relay-publish"].beat()
 
     async def _next_batch(self) -> list[Commit]:
         """Fresh commits if any are waiting, plus a recovery scan whenever one is asked for or due.

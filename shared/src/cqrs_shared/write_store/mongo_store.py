@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
@@ -79,43 +79,98 @@ def _outcome_of(doc: Document) -> CommandResult:
 
 
 class MongoWriteStore:
-    """The write store on MongoDB. Create with `await MongoWriteStore.open(uri, database)`."""
+    """The write store on MongoDB. Create with `await MongoWriteStore.open(uri, database)`.
 
-    def __init__(self, client: AsyncMongoClient[Document], database: AsyncDatabase[Document]) -> None:
+    Liveness: every operation is bounded by `timeout_ms`. `probe()` pings through a second, one-
+    connection client, so it measures the server rather than the queue of the main pool, and
+    `reconnect()` replaces the main client (callers' operations in flight on the old one fail with
+    `WriteStoreUnavailableError` and are retried by them); see the command service's store watchdog.
+    """
+
+    def __init__(
+        self,
+        client: AsyncMongoClient[Document],
+        database: AsyncDatabase[Document],
+        *,
+        connect: Callable[[], AsyncMongoClient[Document]] | None = None,
+        probe_client: AsyncMongoClient[Document] | None = None,
+    ) -> None:
         self._client = client
         self._db = database
         self._commits: AsyncCollection[Document] = database["commits"]
+        self._connect = connect
+        self._probe_client = probe_client
 
     @classmethod
-    async def open(cls, uri: str, database: str, *, timeout_ms: int = 5000) -> MongoWriteStore:
-        client: AsyncMongoClient[Document] = AsyncMongoClient(
-            uri,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
-            # A bound on every operation, so a hung server cannot hold an aggregate's lock forever.
-            timeoutMS=timeout_ms,
-            tz_aware=True,
-        )
-        store = cls(client, client[database])
+    async def open(
+        cls, uri: str, database: str, *, timeout_ms: int = 5000, max_pool_size: int = 32
+    ) -> MongoWriteStore:
+        """Connect, and create the indexes that are missing.
+
+        `max_pool_size` bounds this process's concurrent operations on the server: FerretDB holds
+        one PostgreSQL connection per operation in flight, from a pool of its own.
+        """
+
+        def connect(pool: int = max_pool_size) -> AsyncMongoClient[Document]:
+            return AsyncMongoClient(
+                uri,
+                serverSelectionTimeoutMS=timeout_ms,
+                connectTimeoutMS=timeout_ms,
+                # A bound on every operation, so a hung server cannot hold an aggregate's lock forever.
+                timeoutMS=timeout_ms,
+                maxPoolSize=pool,
+                tz_aware=True,
+            )
+
+        client = connect()
+        store = cls(client, client[database], connect=connect, probe_client=connect(1))
         await store.ensure_indexes()
         return store
 
     async def ensure_indexes(self) -> None:
+        """Create the indexes this store needs, unless they exist.
+
+        Listing first matters on FerretDB: `createIndexes` takes its metadata write lock even when
+        nothing is missing, and replicas starting under load should not queue everyone behind it.
+        """
+        wanted: list[tuple[list[tuple[str, int]], str, bool]] = [
+            ([("command_id", ASCENDING)], "command_id_unique", True),
+            ([("stream", ASCENDING), ("version", ASCENDING)], "stream_version_unique", True),
+            ([("published", ASCENDING), ("shard", ASCENDING)], "unpublished_by_shard", False),
+        ]
         try:
-            await self._commits.create_index(
-                [("command_id", ASCENDING)], unique=True, name="command_id_unique"
-            )
-            await self._commits.create_index(
-                [("stream", ASCENDING), ("version", ASCENDING)], unique=True, name="stream_version_unique"
-            )
-            await self._commits.create_index(
-                [("published", ASCENDING), ("shard", ASCENDING)], name="unpublished_by_shard"
-            )
+            existing = {index["name"] async for index in await self._commits.list_indexes()}
+            for keys, name, unique in wanted:
+                if name not in existing:
+                    await self._commits.create_index(keys, unique=unique, name=name)
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(f"cannot create write store indexes: {exc}") from exc
 
+    async def reconnect(self) -> None:
+        """Replace the main client with a new one (a cure for a client that stopped working)."""
+        if self._connect is None:
+            raise RuntimeError("this store was not opened with MongoWriteStore.open; it cannot reconnect")
+        old, self._client = self._client, self._connect()
+        self._db = self._client[self._db.name]
+        self._commits = self._db["commits"]
+        await old.close()
+
+    async def probe(self) -> None:
+        """Ping through the probe client: is the server answering, whatever this process's pool does?"""
+        client = self._probe_client or self._client
+        try:
+            await client[self._db.name].command("ping")
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+
+    def leases(self, clock: Callable[[], float] = time.time) -> MongoLeaseStore:
+        """The lease store in the same database, following this store across reconnects."""
+        return MongoLeaseStore(lambda: self._db, clock=clock)
+
     async def close(self) -> None:
         await self._client.close()
+        if self._probe_client is not None:
+            await self._probe_client.close()
 
     @property
     def database(self) -> AsyncDatabase[Document]:
@@ -228,10 +283,25 @@ class MongoWriteStore:
 class MongoLeaseStore:
     """Leases as documents `{_id: name, owner, expires_at}`; taken with one conditional upsert."""
 
-    def __init__(self, database: AsyncDatabase[Document], clock: Any = time.time) -> None:
-        self._leases: AsyncCollection[Document] = database["leases"]
-        self._members: AsyncCollection[Document] = database["members"]
+    def __init__(
+        self,
+        database: AsyncDatabase[Document] | Callable[[], AsyncDatabase[Document]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # A callable follows the write store's client across reconnects (`MongoWriteStore.leases`).
+        # (Not `callable()`: pymongo's Database defines `__call__`, to raise a helpful TypeError.)
+        self._database: Callable[[], AsyncDatabase[Document]] = (
+            (lambda: database) if isinstance(database, AsyncDatabase) else database
+        )
         self._clock = clock
+
+    @property
+    def _leases(self) -> AsyncCollection[Document]:
+        return self._database()["leases"]
+
+    @property
+    def _members(self) -> AsyncCollection[Document]:
+        return self._database()["members"]
 
     async def acquire(self, name: str, owner: str, ttl_seconds: float) -> bool:
         now = self._clock()
