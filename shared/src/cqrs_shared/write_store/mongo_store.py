@@ -20,7 +20,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from cqrs_shared.results import CommandResult, Rejected
 from cqrs_shared.write_store.port import (
@@ -260,6 +260,21 @@ class MongoWriteStore:
         ]
         try:
             await self._commits.bulk_write(updates, ordered=False)
+        except PyMongoError as exc:
+            raise WriteStoreUnavailableError(str(exc)) from exc
+
+    async def import_commits(self, commits: Sequence[Commit]) -> None:
+        """Store already-decided commits in bulk (migrations, seeding a benchmark's history).
+
+        The unique keys still refuse duplicates (raised as `ConcurrencyConflictError` for the
+        batch, after the others were stored); nothing is decided or checked beyond them.
+        """
+        try:
+            await self._commits.insert_many([_to_document(c) for c in commits], ordered=False)
+        except BulkWriteError as exc:
+            raise ConcurrencyConflictError(
+                f"{len(exc.details.get('writeErrors', []))} commits collided"
+            ) from exc
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
 
