@@ -22,7 +22,10 @@ def create_app(
     app = FastAPI(title="projector-svc", version="0.1.0", lifespan=service_lifespan(service))
     install_problem_handlers(app)
     app.include_router(
-        operations_router({"postgres": service.check_database, "kafka": service.check_projecting})
+        operations_router(
+            {"postgres": service.check_database, "kafka": service.check_projecting},
+            liveness=service.liveness,
+        )
     )
     app.state.service = service
     return app

@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from cqrs_shared.envelopes import utc_now
 from cqrs_shared.kafka_io import KafkaRecord
+from cqrs_shared.liveness import Heartbeat
 from cqrs_shared.topics import TopicNames
 from projector_svc import positions
 from projector_svc.batch import BatchApplier, Outcome
@@ -158,9 +159,11 @@ class ProjectorRuntime:
         self._seek_epoch += 1
         log.info("resuming %s from the offsets stored in %s", [str(tp) for tp in partitions], self._schema)
 
-    async def run(self) -> None:
+    async def run(self, heartbeat: Heartbeat | None = None) -> None:
         while True:
             await self.step()
+            if heartbeat is not None:
+                heartbeat.beat()
 
     async def step(self) -> int:
         """Fetch and apply one batch, then the periodic work; returns the records applied.

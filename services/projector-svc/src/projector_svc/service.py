@@ -13,6 +13,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from cqrs_shared.kafka_io import make_producer
+from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import TopicNames
 from projector_svc.builds import ensure_active_build
 from projector_svc.dead_letters import DeadLetterSink
@@ -60,6 +61,8 @@ class ProjectorService:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        #: What `/healthz` reports: the projector loop must keep completing steps.
+        self.liveness = LivenessMonitor()
 
     async def start(self) -> None:
         settings = self.settings
@@ -86,7 +89,8 @@ class ProjectorService:
             listener=self.runtime.rebalance_listener(),
         )
         await self._consumer.start()
-        self._task = asyncio.create_task(self.runtime.run(), name=f"projector-{self.projection.name}")
+        beat = self.liveness.heartbeat(f"projector-{self.projection.name}", settings.liveness_seconds)
+        self._task = asyncio.create_task(self.runtime.run(beat), name=f"projector-{self.projection.name}")
 
     async def stop(self) -> None:
         """Stop consuming, then close the clients; safe to call more than once."""

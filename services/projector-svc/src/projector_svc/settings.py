@@ -21,6 +21,9 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings):
     consumer_group: str = "projector-svc"
     max_batch_records: Annotated[int, Field(ge=1, le=50_000)] = 2000
     fetch_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    #: `/healthz` fails when the projector loop has not completed a step for this long (a step is
+    #: one fetch and one batch transaction; only a hang takes this long).
+    liveness_seconds: Annotated[float, Field(gt=0)] = 120.0
     #: Seconds an event parked for a version gap waits before it is dead-lettered.
     gap_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     #: Seconds between rounds of gap expiry, replay requests and advisory Kafka commits.
