@@ -2,6 +2,8 @@
 
 `shop_dsn` is a fresh database with the projector's own migrations applied (build `shop_b1`,
 views in `read`), so the query service reads exactly the relations it reads in production.
+`private_postgres` is a PostgreSQL cluster of the tests' own, for tests that stop, crash or cut
+it: the shared server others test against is never touched.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from cqrs_shared.testing.postgres import drop_database
 from projector_svc.builds import ensure_active_build
 from projector_svc.views.shop import ShopProjection
 from query_svc.settings import QuerySettings
+from query_svc.testing import insert_rows, record_applied
+from query_svc.testing.outages import PrivatePostgres
+from query_svc.views.shop import CUSTOMERS, ORDERS, SHOP
 
 SECRET = "query-test-secret-0123456789abcdef0123456789"
 CURSOR_SECRET = "query-test-cursor-secret-0123456789"
@@ -151,3 +156,31 @@ def make_order() -> RowFactory:
         }
 
     return make
+
+
+@pytest.fixture(scope="session")
+async def private_postgres(
+    make_customer: Callable[..., Row], make_order: Callable[..., Row]
+) -> AsyncIterator[PrivatePostgres]:
+    """Customer c-1 (applied at version 1) with order o-1, in the active build `shop_b1`."""
+    server = PrivatePostgres()
+    await server.init()
+    await server.start()
+    connection = await asyncpg.connect(server.dsn)
+    try:
+        await ensure_active_build(connection, ShopProjection())
+        await insert_rows(connection, "shop_b1", CUSTOMERS, [make_customer("c-1")])
+        await insert_rows(connection, "shop_b1", ORDERS, [make_order("o-1", "c-1")])
+        await record_applied(connection, "shop_b1", SHOP, [("customer", "c-1", 1)], notify=False)
+    finally:
+        await connection.close()
+    yield server
+    await server.destroy()
+
+
+@pytest.fixture
+async def running(private_postgres: PrivatePostgres) -> PrivatePostgres:
+    """The private server, started if an earlier test left it down."""
+    if not private_postgres.running:
+        await private_postgres.start()
+    return private_postgres

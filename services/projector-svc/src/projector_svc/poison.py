@@ -34,7 +34,9 @@ _TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "25", "40", "53", "54", "55", "57
 
 def is_transient(exc: BaseException) -> bool:
     """True when the failure is about the infrastructure, so retrying the batch may succeed."""
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+    # InternalClientError: asyncpg read the FATAL of a session the server ended (restart, crash)
+    # but not yet its EOF, and refuses the next statement ("cannot switch to state ...").
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.InternalClientError):
         return True
     if isinstance(exc, asyncpg.PostgresError):
         return str(exc.sqlstate or "")[:2] in _TRANSIENT_SQLSTATE_CLASSES

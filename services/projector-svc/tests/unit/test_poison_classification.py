@@ -10,6 +10,9 @@ def test_infrastructure_failures_are_transient_so_the_batch_is_retried() -> None
     assert is_transient(asyncpg.DeadlockDetectedError("deadlock"))
     assert is_transient(asyncpg.AdminShutdownError("shutting down"))
     assert is_transient(asyncpg.InterfaceError("connection closed"))
+    assert is_transient(
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+    )
 
 
 def test_data_and_handler_failures_are_refusals_that_park_the_aggregate() -> None:

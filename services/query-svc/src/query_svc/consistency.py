@@ -85,7 +85,8 @@ class ConsistencyWaiter:
                 waiter.parked = True
                 try:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.event.wait(), remaining)
+                        async with asyncio.timeout(remaining):
+                            await waiter.event.wait()
                 finally:
                     waiter.parked = False
         checks = waiter.checks

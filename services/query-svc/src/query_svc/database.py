@@ -1,13 +1,21 @@
 """The reader pool: bounded, read-only, with a statement timeout, and database failures as problems.
 
 Every connection starts with `default_transaction_read_only = on` and a `statement_timeout`, so
-even a bug in the engine cannot write or run away. Acquiring waits at most `acquire_timeout`;
-an exhausted pool, a cancelled statement or an unreachable server answers 503 with `Retry-After`
-instead of queueing without bound or surfacing as a 500.
+even a bug in the engine cannot write or run away. Acquiring waits at most `acquire_timeout`, and a
+statement the server has not answered a second after its own time limit is given up on (half-open
+TCP answers nothing, ever). An exhausted pool, a cancelled statement, or a server that is
+unreachable, shutting down, starting up, recovering or out of connections answers 503 with
+`Retry-After` instead of queueing without bound or surfacing as a 500.
+
+The pool recovers by itself: asyncpg replaces a closed connection when it is next acquired, and a
+connection that failed (lost, or left by the server's FATAL in a state it cannot use) is discarded
+on release, never handed out again. A reader started while the database is down starts without
+connections and answers 503 until it is back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -24,7 +32,30 @@ log = logging.getLogger(__name__)
 #: A connection taken from the pool or opened alone; both offer the same API.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 _RETRY = {"Retry-After": "1"}
-_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+#: Seconds a statement may outlast its `statement_timeout` before the client stops waiting for it.
+_STATEMENT_GRACE = 1.0
+_CONNECT_TIMEOUT = 5.0
+_CLOSE_TIMEOUT = 2.0
+
+#: Failures that say "the database cannot serve now, try again shortly", not "this request is wrong":
+#: connection exceptions (SQLSTATE class 08), operator intervention (57: shutting down, crashed,
+#: starting up or recovering; its 57014, a cancelled statement, is told apart by the reader),
+#: insufficient resources (53: too many connections), rollbacks forced on a replica by a conflict
+#: with recovery (40), sockets and timeouts, and asyncpg's own errors on a connection it lost or can
+#: no longer use. `InternalClientError` is one of those: when the server ends an idle session (57P01
+#: on a restart, 57P02 after a crash) asyncpg reads the FATAL before the EOF, and in between the pool
+#: still counts the connection as open; its next statement fails with "cannot switch to state 12;
+#: another operation (2) is in progress" (state 2: discarding input after an error).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.TransactionRollbackError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 async def _init_connection(connection: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -35,12 +66,15 @@ async def _init_connection(connection: asyncpg.Connection[asyncpg.Record]) -> No
 async def create_reader_pool(
     dsn: str, *, min_size: int, max_size: int, statement_timeout_ms: int, application_name: str = "query-svc"
 ) -> asyncpg.Pool[asyncpg.Record]:
-    """A pool whose every session is read-only and time-limited."""
+    """A pool whose every session is read-only and time-limited; it opens `min_size` connections
+    before returning and keeps that many, reconnecting in the background (asyncpg 0.32)."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min(min_size, max_size),
         max_size=max_size,
         init=_init_connection,
+        timeout=_CONNECT_TIMEOUT,
+        command_timeout=statement_timeout_ms / 1000 + _STATEMENT_GRACE,
         server_settings={
             "application_name": application_name,
             "default_transaction_read_only": "on",
@@ -66,17 +100,35 @@ class Reader:
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
 
     async def start(self) -> None:
-        self._pool = await create_reader_pool(
+        """Create the pool; while the database is unavailable, an empty one (reads answer 503)."""
+        try:
+            self._pool = await self._create_pool(self._sizes[0])
+        except UNAVAILABLE as exc:
+            # Connections are then opened by the reads that need them, once the database is back.
+            log.warning("reader database unavailable at start (%s); reads answer 503 until it is back", exc)
+            self._pool = await self._create_pool(0)
+
+    async def _create_pool(self, min_size: int) -> asyncpg.Pool[asyncpg.Record]:
+        return await create_reader_pool(
             self._dsn,
-            min_size=self._sizes[0],
+            min_size=min_size,
             max_size=self._sizes[1],
             statement_timeout_ms=self._statement_timeout_ms,
         )
 
     async def close(self) -> None:
+        """Close politely within a few seconds, else drop the connections: a server that is gone
+        or half-open never acknowledges a close, and shutdown must not wait for it."""
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            try:
+                async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    await pool.close()
+            except UNAVAILABLE as exc:
+                log.warning(
+                    "reader pool did not close cleanly (%s: %s); dropping it", type(exc).__name__, exc
+                )
+                pool.terminate()
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -86,12 +138,17 @@ class Reader:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
+        """A connection of the pool for one read; every database failure leaves as a `ProblemError`."""
         try:
             async with self.pool.acquire(timeout=self._acquire_timeout) as connection:
                 yield connection
         except TimeoutError as exc:
             raise ProblemError(
-                503, "database-busy", "Database busy", "no reader connection was free in time", headers=_RETRY
+                503,
+                "database-busy",
+                "Database busy",
+                "the read database did not answer in time",
+                headers=_RETRY,
             ) from exc
         except asyncpg.QueryCanceledError as exc:
             raise ProblemError(
@@ -111,8 +168,8 @@ class Reader:
             raise ProblemError(
                 422, "invalid-value", "Invalid value", "a parameter value is not acceptable"
             ) from exc
-        except _UNAVAILABLE as exc:
-            log.warning("reader database unavailable: %s", exc)
+        except UNAVAILABLE as exc:
+            log.warning("reader database unavailable: %s: %s", type(exc).__name__, exc)
             raise ProblemError(
                 503,
                 "database-unavailable",
@@ -122,6 +179,6 @@ class Reader:
             ) from exc
 
     async def check(self) -> None:
-        """Readiness: a connection answers (raises otherwise)."""
-        async with self.pool.acquire(timeout=self._acquire_timeout) as connection:
+        """Readiness: a connection answers (raises a `ProblemError` otherwise)."""
+        async with self.connection() as connection:
             await connection.fetchval("SELECT 1")

@@ -131,7 +131,8 @@ class Subscription:
         if self._pending is None:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), idle_seconds)
+                async with asyncio.timeout(idle_seconds):
+                    await self._ready.wait()
             except TimeoutError:
                 return None
         signal, self._pending = self._pending, None

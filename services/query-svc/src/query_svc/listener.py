@@ -5,6 +5,10 @@ It runs beside the reader pool, on a connection of its own to the database the p
 and, for half-open TCP, by a keep-alive query; reconnection backs off up to a few seconds. After
 every (re)connect the hub is resynced *after* `LISTEN` took effect, so whatever was committed while
 the connection was down is re-checked by every waiter and stream rather than missed.
+
+The connection is this listener's alone, used by its one task: nothing else may run a statement on
+it. Every failure of the database or of asyncpg on it (including an `InternalClientError` from a
+session the server ended) means reconnecting, never the end of the task.
 """
 
 from __future__ import annotations
@@ -15,12 +19,12 @@ import logging
 
 import asyncpg
 
-from query_svc.database import Connection
+from query_svc.database import UNAVAILABLE, Connection
 from query_svc.hub import ChangeHub
 from query_svc.metrics import LISTENER_CONNECTED, LISTENER_RECONNECTS
 
 log = logging.getLogger(__name__)
-_FAILURES = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_FAILURES: tuple[type[Exception], ...] = (*UNAVAILABLE, asyncpg.PostgresError)
 
 
 class ProjectionListener:
@@ -57,7 +61,8 @@ class ProjectionListener:
         if self._task is not None:
             self._stopping.set()
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), 10)
+                async with asyncio.timeout(10):
+                    await asyncio.shield(self._task)
             except TimeoutError:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -72,16 +77,19 @@ class ProjectionListener:
                     self._dsn, timeout=5, server_settings={"application_name": "query-svc-listener"}
                 )
             except _FAILURES as exc:
-                log.warning("LISTEN connection failed (%s); retrying in %.1fs", exc, delay)
+                log.warning(
+                    "LISTEN connection failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
+                )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
                 delay = min(delay * 2, self._max_backoff)
                 continue
             try:
                 await self._session(connection)
                 delay = 0.1
             except _FAILURES as exc:
-                log.warning("LISTEN connection lost: %s", exc)
+                log.warning("LISTEN connection lost: %s: %s", type(exc).__name__, exc)
             finally:
                 self._mark_disconnected()
                 await _close(connection)
@@ -96,10 +104,12 @@ class ProjectionListener:
             await connection.add_listener(self._channel, self._on_notification)
             self._established(connection)
             while not (connection.is_closed() or self._stopping.is_set()):
-                try:
-                    await asyncio.wait_for(wake.wait(), self._keepalive)
-                except TimeoutError:
-                    await asyncio.wait_for(connection.fetchval("SELECT 1"), self._keepalive)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._keepalive):
+                        await wake.wait()
+                if not wake.is_set():
+                    async with asyncio.timeout(self._keepalive):
+                        await connection.fetchval("SELECT 1")
         finally:
             stopping.cancel()
 
@@ -127,6 +137,10 @@ async def _close(connection: asyncpg.Connection[asyncpg.Record]) -> None:
     if connection.is_closed():
         return
     try:
-        await asyncio.wait_for(connection.close(), 2)
-    except (*_FAILURES, asyncio.CancelledError):
+        async with asyncio.timeout(2):
+            await connection.close()
+    except _FAILURES:
         connection.terminate()
+    except asyncio.CancelledError:
+        connection.terminate()
+        raise

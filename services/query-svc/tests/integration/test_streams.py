@@ -67,7 +67,8 @@ async def app(
 @pytest.fixture
 async def base_url(app: FastAPI) -> AsyncIterator[str]:
     async with serve_live(app) as url:
-        await asyncio.wait_for(app.state.components["listener"].connected.wait(), 5)
+        async with asyncio.timeout(5):
+            await app.state.components["listener"].connected.wait()
         yield url
 
 

@@ -81,7 +81,8 @@ async def test_a_client_that_stops_reading_is_dropped_and_unsubscribed() -> None
         await asyncio.Event().wait()  # the client never disconnects: it just does not read
 
     before = dropped()
-    await asyncio.wait_for(stream({"type": "http"}, receive, send), 2)
+    async with asyncio.timeout(2):
+        await stream({"type": "http"}, receive, send)
     assert socket_full.is_set()
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.body"]
     assert all(m.get("more_body", True) for m in sent)  # never claimed to finish on a full socket
