@@ -1,0 +1,118 @@
+"""The command service after a storm of timed-out and cancelled write-store calls: flowing in seconds.
+
+The write store (FerretDB) is reached through a TCP proxy the test controls. While the link is
+stalled (half-open: connections stay up, nothing answers), commands arrive over HTTP; half of the
+clients give up early, which cancels their requests inside the service mid-operation. That is the
+storm after which the service was once seen to stop sending anything to the store until restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from command_svc.app import create_app
+from command_svc.settings import CommandServiceSettings
+from cqrs_shared.testing.tcp_proxy import TcpProxy
+from cqrs_shared.write_store.mongo_store import MongoWriteStore
+
+pytestmark = pytest.mark.integration
+
+STALL_SECONDS = 4.0  # well past the store timeout below, so every call in flight times out
+STORE_TIMEOUT_MS = 1500
+
+
+def register(aggregate_id: str) -> dict[str, Any]:
+    return {
+        "command_id": str(uuid.uuid4()),
+        "type": "RegisterCustomer",
+        "aggregate_id": aggregate_id,
+        "payload": {"name": "Ada", "email": f"{aggregate_id}@example.com"},
+    }
+
+
+@pytest.fixture
+async def proxy(mongodb_uri: str) -> AsyncIterator[TcpProxy]:
+    port = urlsplit(mongodb_uri).port or 27017
+    relay = TcpProxy(port)
+    await relay.start()
+    yield relay
+    await relay.close()
+
+
+@pytest.fixture
+async def http_via_proxy(
+    settings: CommandServiceSettings, proxy: TcpProxy
+) -> AsyncIterator[httpx.AsyncClient]:
+    through_proxy = settings.model_copy(
+        update={
+            "mongodb_uri": proxy.dsn(settings.mongodb_uri),
+            "mongodb_timeout_ms": STORE_TIMEOUT_MS,
+            "store_watchdog_interval_seconds": 0.5,
+        }
+    )
+    app = create_app(through_proxy)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://command-svc") as client:
+            yield client
+    store = await MongoWriteStore.open(settings.mongodb_uri, settings.mongodb_database)
+    await store.database.client.drop_database(settings.mongodb_database)
+    await store.close()
+
+
+async def post(http: httpx.AsyncClient, body: dict[str, Any], token: str, timeout: float) -> int | str:
+    try:
+        async with asyncio.timeout(timeout):
+            response = await http.post("/v1/commands", json=body, headers={"Authorization": token})
+    except TimeoutError:
+        return "gave up"
+    if response.status_code == 503:
+        assert response.headers.get("Retry-After"), "a 503 must say when to retry"
+    return response.status_code
+
+
+async def test_commands_flow_again_within_seconds_after_a_storm_of_timed_out_and_cancelled_calls(
+    http_via_proxy: httpx.AsyncClient, proxy: TcpProxy, token_for: Any
+) -> None:
+    http, token = http_via_proxy, token_for("customers:write")
+    before = [register(f"before-{i}") for i in range(20)]
+    assert {await post(http, c, token, 10) for c in before} == {200}
+
+    proxy.stall()
+    storm = [register(f"storm-{i}") for i in range(80)]
+    # Half the clients give up after 0.3 s (their requests are cancelled inside the service while
+    # the store call is in flight), the other half wait for the service's own answer.
+    answers = await asyncio.gather(
+        *(post(http, c, token, 0.3 if i % 2 else 30) for i, c in enumerate(storm)),
+        asyncio.sleep(STALL_SECONDS),
+    )
+    statuses = set(answers[:-1])
+    assert statuses <= {503, "gave up"}, f"during the stall: {statuses}"
+    assert 503 in statuses and "gave up" in statuses
+    await proxy.restore()
+
+    healed = time.monotonic()
+    probe = register("probe")
+    while await post(http, probe, token, 5) != 200:
+        assert time.monotonic() - healed < 10, "no command accepted within 10 s of the store healing"
+        await asyncio.sleep(0.1)
+    assert time.monotonic() - healed < 10
+    # Everything flows again: new commands, and every storm command resent with its command id is
+    # accepted exactly once (a stored one is answered from the store, a lost one is decided now).
+    after = [register(f"after-{i}") for i in range(20)]
+    assert {await post(http, c, token, 10) for c in after + storm} == {200}
+    versions = {
+        (await http.post("/v1/commands", json=c, headers={"Authorization": token})).json()["version"]
+        for c in storm
+    }
+    assert versions == {1}
+    assert (await http.get("/healthz")).status_code == 200
+    assert (await http.get("/readyz")).status_code == 200
