@@ -37,7 +37,7 @@ from bench.command_bench import make_commands, metric
 from cqrs_shared.auth import mint_token
 from cqrs_shared.envelopes import EventEnvelope, utc_now
 from cqrs_shared.topics import TopicNames
-from cqrs_shared.write_store import Commit, ConcurrencyConflictError, shard_of
+from cqrs_shared.write_store import Commit, ConcurrencyConflictError, WriteStoreUnavailableError, shard_of
 from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -96,10 +96,16 @@ async def seed(store: MongoWriteStore, history: int) -> float:
                 for c in range(start, min(start + chunk, customers))
                 for b in range(PER_AGGREGATE)
             ]
-            try:
-                await store.import_commits(commits)
-            except ConcurrencyConflictError as exc:  # a resumed seed re-inserts part of a chunk
-                print(f"  (seed chunk at {start}: {exc})")
+            for _attempt in range(5):
+                try:
+                    await store.import_commits(commits)
+                except ConcurrencyConflictError:  # a resumed seed re-inserts part of a chunk
+                    return
+                except WriteStoreUnavailableError as exc:
+                    print(f"  (seed chunk at {start}: {exc}; retrying)")
+                    await asyncio.sleep(2)
+                else:
+                    return
 
     await asyncio.gather(*(insert(s) for s in range(first, customers, chunk)))
     return time.perf_counter() - started
@@ -241,7 +247,13 @@ async def main() -> None:
     parser.add_argument("--history", type=int, default=1_000_000)
     parser.add_argument("--commands", type=int, default=3000)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--seed-only", action="store_true", help="only fill the history database")
     args = parser.parse_args()
+    if args.seed_only:
+        store = await MongoWriteStore.open(MONGODB_URI, f"bench_growth_{args.history}")
+        print(f"seeded in {await seed(store, args.history):.0f} s")
+        await store.close()
+        return
     empty_db = f"growth_empty_{uuid.uuid4().hex[:6]}"
     full_db = f"bench_growth_{args.history}"
     print(f"machine: {os.cpu_count()} cores; history {args.history:,} commits; {args.commands} new commands")

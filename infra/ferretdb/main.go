@@ -55,7 +55,9 @@ func main() {
 		"log level: debug, info, warn or error (env FERRETDB_LOG_LEVEL)")
 	watchdogInterval := flag.Duration("watchdog-interval", envDuration("FERRETDB_WATCHDOG_INTERVAL", 2*time.Second),
 		"how often the server pings itself; 0 turns the watchdog off (env FERRETDB_WATCHDOG_INTERVAL)")
-	watchdogFailures := flag.Int("watchdog-failures", 5,
+	watchdogTimeout := flag.Duration("watchdog-timeout", 5*time.Second,
+		"how long a self-ping may take before it counts as unanswered")
+	watchdogFailures := flag.Int("watchdog-failures", 4,
 		"consecutive failed self-pings after which the server re-executes itself (see watchdog.go)")
 	pingOnly := flag.Bool("ping", false,
 		"do not serve: send a MongoDB ping to -listen-addr and exit 0 if it answers ok (readiness check)")
@@ -93,7 +95,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	go watchdog(ctx, *listenAddr, *watchdogInterval, *watchdogFailures, logger)
+	go watchdog(ctx, *listenAddr, *watchdogInterval, *watchdogTimeout, *watchdogFailures, logger)
 
 	logger.Info("FerretDB listening", "addr", *listenAddr, "handler", *handler)
 	if err := f.Run(ctx); err != nil {

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 )
 
 // watchdog pings this FerretDB through its own listener every interval and, after `failures`
-// misses in a row, replaces the process with a fresh copy of itself (same pid, same arguments).
+// pings in a row went unanswered for `timeout` each (a slow answer under load is an answer), replaces the process with a fresh copy of itself (same pid, same arguments).
 //
 // Why: FerretDB v1.24 can deadlock under load. Seen here: createIndexes holds the metadata
 // registry's write lock while it waits for a PostgreSQL connection, and all 50 pooled connections
@@ -19,7 +20,7 @@ import (
 // stack has no orchestrator, so the server restarts itself. Re-executing keeps the pid that the
 // stack scripts track. Only silence counts as a miss: while PostgreSQL is down, FerretDB answers
 // pings with an error, and restarting it would not help.
-func watchdog(ctx context.Context, addr string, interval time.Duration, failures int, logger *slog.Logger) {
+func watchdog(ctx context.Context, addr string, interval, timeout time.Duration, failures int, logger *slog.Logger) {
 	if interval <= 0 || failures <= 0 {
 		return
 	}
@@ -32,7 +33,7 @@ func watchdog(ctx context.Context, addr string, interval time.Duration, failures
 			return
 		case <-ticker.C:
 		}
-		err := ping(addr, interval)
+		err := ping(addr, timeout)
 		if err == nil || errors.Is(err, errNotOK) {
 			misses = 0 // an error reply is an answer: the server is responsive, its backend is not
 			continue
@@ -43,6 +44,9 @@ func watchdog(ctx context.Context, addr string, interval time.Duration, failures
 			continue
 		}
 		logger.Error("watchdog: FerretDB stopped answering; restarting the process", "misses", misses)
+		// Where every goroutine waits, for the post-mortem (the log is the only trace of it).
+		stacks := make([]byte, 8<<20)
+		os.Stderr.Write(stacks[:runtime.Stack(stacks, true)]) //nolint:errcheck // best effort
 		exe, err := os.Executable()
 		if err == nil {
 			err = syscall.Exec(exe, os.Args, os.Environ())
