@@ -39,6 +39,12 @@ def service_lifespan(service: Startable) -> Callable[[FastAPI], AbstractAsyncCon
     return lifespan
 
 
+async def _bounded(check: ReadinessCheck, seconds: float) -> None:
+    # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` can swallow a cancellation.
+    async with asyncio.timeout(seconds):
+        await check()
+
+
 def operations_router(
     checks: Mapping[str, ReadinessCheck],
     *,
@@ -67,7 +73,7 @@ def operations_router(
     async def readyz() -> JSONResponse:
         names = list(checks)
         results = await asyncio.gather(
-            *(asyncio.wait_for(checks[n](), timeout_seconds) for n in names), return_exceptions=True
+            *(_bounded(checks[n], timeout_seconds) for n in names), return_exceptions=True
         )
         failures = {
             n: f"{type(r).__name__}: {r}"
@@ -77,7 +83,12 @@ def operations_router(
         if failures:
             log.warning("not ready: %s", failures)
             return problem_response(
-                503, "not-ready", "Not ready", "a dependency does not answer", checks=failures
+                503,
+                "not-ready",
+                "Not ready",
+                "a dependency does not answer",
+                headers={"Retry-After": "1"},
+                checks=failures,
             )
         return JSONResponse({"status": "ready", "checks": dict.fromkeys(names, "ok")})
 

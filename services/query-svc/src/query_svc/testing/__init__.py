@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from cqrs_shared.testing.tcp_proxy import free_port
 from query_svc.database import Connection
 from query_svc.declarations import ColumnType, Projection, View
 
@@ -47,12 +47,6 @@ async def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) ->
     async with asyncio.timeout(seconds):
         while not condition():  # noqa: ASYNC110  # the state has no event to wait on
             await asyncio.sleep(0.002)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager
