@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit lint fmt demo bench bench-commands bench-growth bench-projector bench-query manifests clean
+.PHONY: help deps up down status test test-unit lint fmt demo bench bench-commands bench-growth bench-projector bench-query soak manifests clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,7 +45,7 @@ test-unit: deps ## Unit tests only (no servers)
 lint: deps ## ruff and mypy --strict
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen ruff check .
-	@$(UV) run --frozen mypy shared/src services/*/src cli/src bench conftest.py
+	@$(UV) run --frozen mypy shared/src services/*/src cli/src bench soak conftest.py
 	@# Test trees reuse module names (conftest, test_*), so each is checked on its own.
 	@for tree in shared/tests services/*/tests cli/tests tests; do $(UV) run --frozen mypy $$tree || exit 1; done
 
@@ -70,6 +70,10 @@ bench-projector: deps ## Projected events/s (steady, rebuild) and staleness vs r
 bench-query: deps ## Query requests/s and latency vs a raw asyncpg SELECT of the same rows
 	@$(STACK) up
 	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.query_bench
+
+SOAK_MINUTES ?= 30
+soak: deps ## 30 min of load and seeded faults on a private stack, then the checker (SEED=n SOAK_MINUTES=n)
+	@$(UV) run --frozen python -m soak --minutes $(SOAK_MINUTES) $(if $(SEED),--seed $(SEED))
 
 HELM := $(shell command -v helm 2>/dev/null || echo "$$(go env GOPATH)/bin/helm")
 CHART := deploy/k8s/helm/cqrs-platform

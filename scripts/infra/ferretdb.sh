@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# FerretDB v1.24 (MongoDB wire protocol) on 127.0.0.1:27017, storing into PostgreSQL
+# FerretDB v1.24 (MongoDB wire protocol) on 127.0.0.1:27017 (STACK_FERRETDB_PORT), storing into PostgreSQL
 # (database "ferretdb" of the local postgres, created by postgres.sh).
 #   Usage: ferretdb.sh up|down|status   (or sourced by stack.sh)
-# Binary: $STACK_DIR/bin/ferretdb, built from infra/ferretdb (embeds FerretDB; see main.go for why).
+# Binary: $STACK_CACHE_DIR/bin/ferretdb, built from infra/ferretdb (embeds FerretDB; see main.go for why).
 # Log: $STACK_DIR/ferretdb/ferretdb.log.
 # FERRETDB_HANDLER=sqlite switches to the SQLite backend (data in $STACK_DIR/ferretdb/sqlite).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 FERRETDB_HOST=127.0.0.1
-FERRETDB_PORT=27017
+FERRETDB_PORT="${STACK_FERRETDB_PORT:-27017}"
 FERRETDB_DIR="$STACK_DIR/ferretdb"
-FERRETDB_BIN="$STACK_DIR/bin/ferretdb"
+FERRETDB_BIN="$STACK_CACHE_DIR/bin/ferretdb"
 FERRETDB_SRC="$INFRA_DIR/ferretdb"
 FERRETDB_PIDFILE="$FERRETDB_DIR/ferretdb.pid"
 FERRETDB_LOG="$FERRETDB_DIR/ferretdb.log"
 FERRETDB_BACKEND="${FERRETDB_HANDLER:-postgresql}"
-FERRETDB_PG_URL="postgres://cqrs:cqrs@127.0.0.1:5432/ferretdb"
+# The PostgreSQL of the same stack (postgres.sh reads the same variable).
+FERRETDB_PG_PORT="${STACK_PG_PORT:-5432}"
+FERRETDB_PG_URL="postgres://cqrs:cqrs@127.0.0.1:$FERRETDB_PG_PORT/ferretdb"
 
 # ferretdb_prepare: build only when the binary is missing or a source file is newer than it.
 ferretdb_prepare() {
@@ -52,7 +54,8 @@ ferretdb_up() {
   ensure_port_free ferretdb "$FERRETDB_HOST" "$FERRETDB_PORT"
   if [[ "$FERRETDB_BACKEND" == postgresql ]]; then
     # FerretDB only connects to PostgreSQL on the first command: check now for a clear error.
-    port_open 127.0.0.1 5432 || die "ferretdb: PostgreSQL is not up on 127.0.0.1:5432 (run postgres.sh up first)"
+    port_open 127.0.0.1 "$FERRETDB_PG_PORT" \
+      || die "ferretdb: PostgreSQL is not up on 127.0.0.1:$FERRETDB_PG_PORT (run postgres.sh up first)"
   fi
   mkdir -p "$FERRETDB_DIR/sqlite"
   log "ferretdb: starting ($FERRETDB_BACKEND backend)"

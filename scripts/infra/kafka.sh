@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Apache Kafka 4.x, single-node KRaft (combined broker + controller), from Maven Central jars.
 #   Usage: kafka.sh up|down|status   (or sourced by stack.sh)
-# Broker PLAINTEXT 127.0.0.1:9092, controller 127.0.0.1:9093.
-# Jars: $STACK_DIR/kafka/lib (fetched once with infra/kafka/pom.xml); data: $STACK_DIR/kafka/data;
+# Broker PLAINTEXT 127.0.0.1:9092, controller 127.0.0.1:9093 (STACK_KAFKA_PORT, STACK_KAFKA_CONTROLLER_PORT).
+# Jars: $STACK_CACHE_DIR/kafka/lib (fetched once with infra/kafka/pom.xml); data: $STACK_DIR/kafka/data;
 # log: $STACK_DIR/kafka/logs/server.log (JVM stdout/stderr: logs/stdout.log).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KAFKA_HOST=127.0.0.1
-KAFKA_PORT=9092
+KAFKA_PORT="${STACK_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${STACK_KAFKA_CONTROLLER_PORT:-9093}"
 KAFKA_DIR="$STACK_DIR/kafka"
-KAFKA_LIB="$KAFKA_DIR/lib"
+KAFKA_LIB="$STACK_CACHE_DIR/kafka/lib"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_LOGS="$KAFKA_DIR/logs"
 KAFKA_CONFIG="$KAFKA_DIR/server.properties"
@@ -35,7 +36,7 @@ kafka_prepare() {
   [[ "$want" == "$have" ]] && return 0
   command -v mvn >/dev/null || die "kafka: mvn (Maven) is required to fetch the broker jars"
   log "kafka: fetching broker jars from Maven Central (once, ~45 MB)"
-  mkdir -p "$KAFKA_DIR"
+  mkdir -p "$KAFKA_DIR" "$(dirname "$KAFKA_LIB")"
   rm -rf "$KAFKA_LIB.tmp"
   # -f with an absolute pom and -DoutputDirectory: mvn writes nothing next to the pom.
   if ! mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
@@ -48,10 +49,11 @@ kafka_prepare() {
   mv "$KAFKA_LIB.tmp" "$KAFKA_LIB"
 }
 
-# _kafka_render_config: infra/kafka/server.properties with this STACK_DIR's data dir.
+# _kafka_render_config: infra/kafka/server.properties with this STACK_DIR's data dir and ports.
 _kafka_render_config() {
   mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
-  sed "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|" "$INFRA_DIR/kafka/server.properties" >"$KAFKA_CONFIG.tmp"
+  sed -e "s|@KAFKA_DATA_DIR@|$KAFKA_DATA|" -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+    -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" "$INFRA_DIR/kafka/server.properties" >"$KAFKA_CONFIG.tmp"
   mv "$KAFKA_CONFIG.tmp" "$KAFKA_CONFIG"
 }
 
@@ -97,7 +99,7 @@ kafka_up() {
     return 0
   fi
   ensure_port_free kafka "$KAFKA_HOST" "$KAFKA_PORT"
-  ensure_port_free kafka-controller "$KAFKA_HOST" 9093
+  ensure_port_free kafka-controller "$KAFKA_HOST" "$KAFKA_CONTROLLER_PORT"
   _kafka_render_config
   _kafka_format
   offset="$(stat -c %s "$KAFKA_LOGS/server.log" 2>/dev/null || echo 0)"

@@ -3,7 +3,8 @@
 # (postgres.sh, kafka.sh, ferretdb.sh, moto.sh); not meant to be run.
 #
 # Conventions:
-#   - All state lives under $STACK_DIR (default <repo root>/.stack): downloads, builds, data, logs, pids.
+#   - All state lives under $STACK_DIR (default <repo root>/.stack): data, logs, pids, and (unless
+#     $STACK_CACHE_DIR names another directory) downloads and builds. Ports: STACK_*_PORT variables.
 #   - A component we start in the background records its pid in $STACK_DIR/<name>/<name>.pid.
 #     A pid file only counts when the process is alive AND its command line is the expected one,
 #     so a stale file (crash, reboot, pid reused by something else) just means "not running".
@@ -21,6 +22,12 @@ mkdir -p "$STACK_DIR"
 # Absolute path: postgres, the JVM and background processes must not depend on the caller's cwd.
 STACK_DIR="$(cd "$STACK_DIR" && pwd)"
 export STACK_DIR
+# Downloads and builds (Kafka jars, the FerretDB binary, the moto venv) live under $STACK_CACHE_DIR
+# (default $STACK_DIR), so a second stack on other ports (the soak's) reuses the first one's.
+STACK_CACHE_DIR="${STACK_CACHE_DIR:-$STACK_DIR}"
+mkdir -p "$STACK_CACHE_DIR"
+STACK_CACHE_DIR="$(cd "$STACK_CACHE_DIR" && pwd)"
+export STACK_CACHE_DIR
 
 log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# moto in server mode: a local DynamoDB API (and DynamoDB Streams) on http://127.0.0.1:5000.
+# moto in server mode: a local DynamoDB API (and DynamoDB Streams) on http://127.0.0.1:5000 (STACK_MOTO_PORT).
 #   Usage: moto.sh up|down|status   (or sourced by stack.sh)
-# Installed into its own venv $STACK_DIR/moto-venv so it never mixes with the project's deps.
+# Installed into its own venv $STACK_CACHE_DIR/moto-venv so it never mixes with the project's deps.
 # State is in memory only: a restart starts with no tables. Log: $STACK_DIR/moto/moto.log.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MOTO_HOST=127.0.0.1
-MOTO_PORT=5000
+MOTO_PORT="${STACK_MOTO_PORT:-5000}"
 MOTO_DIR="$STACK_DIR/moto"
-MOTO_VENV="$STACK_DIR/moto-venv"
+MOTO_VENV="$STACK_CACHE_DIR/moto-venv"
 MOTO_REQUIREMENT='moto[server,dynamodb]>=5.2,<5.3'
 MOTO_PIDFILE="$MOTO_DIR/moto.pid"
 MOTO_LOG="$MOTO_DIR/moto.log"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# PostgreSQL 15 for local development and tests on 127.0.0.1:5432.
+# PostgreSQL 15 for local development and tests on 127.0.0.1:5432 (STACK_PG_PORT).
 #   Usage: postgres.sh up|down|status   (or sourced by stack.sh)
 # Data: $STACK_DIR/postgres/data; log: $STACK_DIR/postgres/postgres.log;
 # unix socket: $STACK_DIR/postgres/.s.PGSQL.5432.
@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PG_HOST=127.0.0.1
-PG_PORT=5432
+PG_PORT="${STACK_PG_PORT:-5432}"
 PG_DIR="$STACK_DIR/postgres"
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"

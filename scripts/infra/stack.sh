@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Local infrastructure of the project: PostgreSQL, Kafka, FerretDB (MongoDB API) and moto
 # (DynamoDB API), all on loopback, all state under $STACK_DIR (default <repo root>/.stack).
+# Ports: STACK_PG_PORT (5432), STACK_KAFKA_PORT (9092), STACK_KAFKA_CONTROLLER_PORT (9093),
+# STACK_FERRETDB_PORT (27017), STACK_MOTO_PORT (5000). A second stack with its own STACK_DIR and
+# ports reuses the first one's downloads with STACK_CACHE_DIR=<first STACK_DIR>.
 #
 #   stack.sh up      start whatever is not running (first run downloads/builds, ~2 min)
 #   stack.sh down    stop everything gracefully, keep data
@@ -71,11 +74,11 @@ stack_status() {
 }
 
 stack_env() {
-  cat <<'EOF'
-export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
-export DATABASE_URL=postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs
-export MONGODB_URI=mongodb://127.0.0.1:27017/
-export DYNAMODB_ENDPOINT_URL=http://127.0.0.1:5000
+  cat <<EOF
+export KAFKA_BOOTSTRAP_SERVERS=$KAFKA_HOST:$KAFKA_PORT
+export DATABASE_URL=postgresql://cqrs:cqrs@$PG_HOST:$PG_PORT/cqrs
+export MONGODB_URI=mongodb://$FERRETDB_HOST:$FERRETDB_PORT/
+export DYNAMODB_ENDPOINT_URL=http://$MOTO_HOST:$MOTO_PORT
 export AWS_ACCESS_KEY_ID=test
 export AWS_SECRET_ACCESS_KEY=test
 export AWS_DEFAULT_REGION=us-east-1
