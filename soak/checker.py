@@ -78,7 +78,8 @@ def lost_acknowledged(
             e.version for e in commit.events if (e.aggregate_type, e.aggregate_id, e.version) not in on_topic
         ]
         if missing:
-            yield f"{ack.command_id} ({commit.commit_id}): versions {missing} not on Kafka"
+            marked = "marked published" if commit.published else "not marked published"
+            yield f"{ack.command_id} ({commit.commit_id}, {marked}): versions {missing} not on Kafka"
 
 
 def unpublished_commits(
