@@ -6,18 +6,14 @@ and only when `start` runs.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from command_svc.outbox_relay import OutboxRelay, RelaySettings
 from command_svc.pipeline import CommandPipeline
 from command_svc.registry import CommandRegistry
 from command_svc.results_publisher import ResultsPublisher
 from command_svc.settings import CommandServiceSettings
+from command_svc.topic_consumer import ConsumerSettings, TopicConsumer
 from command_svc.topic_door import TopicDoor
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
@@ -29,9 +25,6 @@ from cqrs_shared.write_store.mongo_store import MongoLeaseStore, MongoWriteStore
 
 log = logging.getLogger(__name__)
 
-#: Pause before re-reading a batch whose handling failed (store or Kafka unavailable).
-RETRY_PAUSE_SECONDS = 1.0
-
 
 class CommandService:
     def __init__(self, settings: CommandServiceSettings, registry: CommandRegistry) -> None:
@@ -39,7 +32,7 @@ class CommandService:
         self.registry = registry
         self.topics = TopicNames(settings.topic_prefix)
         self._verifier = TokenVerifier(settings)
-        self._broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=self._client_id)
+        self._topic_door: TopicConsumer | None = None
         self._mongo: MongoWriteStore | None = None
         #: What `/healthz` reports: the loops that must keep turning, and wedged clients.
         self.liveness = LivenessMonitor()
@@ -87,15 +80,16 @@ class CommandService:
         )
         self.results = ResultsPublisher(self._producer, self.topics)
         await self.relay.start()
-        self._subscribe()
-        await self._broker.start()
+        self._topic_door = self._subscribe()
+        await self._topic_door.start()
         log.info(
             "command-svc ready", extra={"topics": self.topics.commands, "instance": settings.instance_id}
         )
 
     async def stop(self) -> None:
         # Stop taking commands first, then let the relay hand its shards over, then disconnect.
-        await self._broker.stop()
+        if self._topic_door is not None:
+            await self._topic_door.stop()
         await self.relay.stop()
         await self._producer.stop()
         if self._mongo is not None:
@@ -107,31 +101,35 @@ class CommandService:
         self._mongo = await MongoWriteStore.open(self.settings.mongodb_uri, self.settings.mongodb_database)
         return self._mongo, MongoLeaseStore(self._mongo.database)
 
-    def _subscribe(self) -> None:
+    def _subscribe(self) -> TopicConsumer:
+        settings = self.settings
         door = TopicDoor(
             self.pipeline,
             self.results,
-            max_command_bytes=self.settings.max_command_bytes,
-            concurrency=self.settings.batch_concurrency,
+            max_command_bytes=settings.max_command_bytes,
+            concurrency=settings.batch_concurrency,
+            command_timeout_seconds=settings.topic_command_timeout_seconds,
+            ack_timeout_seconds=settings.topic_kafka_timeout_seconds,
         )
-
-        @self._broker.subscriber(
-            self.topics.commands,
-            group_id=self.settings.consumer_group,
-            batch=True,
-            max_records=self.settings.batch_max_records,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.MANUAL,
+        return TopicConsumer(
+            door,
+            ConsumerSettings(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                topic=self.topics.commands,
+                group_id=settings.consumer_group,
+                client_id=self._client_id,
+                max_records=settings.batch_max_records,
+                fetch_timeout_ms=settings.topic_fetch_timeout_ms,
+                kafka_timeout_seconds=settings.topic_kafka_timeout_seconds,
+                retry_pause_seconds=settings.topic_retry_pause_seconds,
+                session_timeout_ms=settings.topic_session_timeout_ms,
+                heartbeat_interval_ms=settings.topic_heartbeat_interval_ms,
+                max_poll_interval_ms=settings.topic_max_poll_interval_ms,
+                rebalance_timeout_ms=settings.topic_rebalance_timeout_ms,
+                liveness_seconds=settings.topic_liveness_seconds,
+            ),
+            self.liveness,
         )
-        async def on_commands(message: KafkaMessage) -> None:
-            try:
-                await door.handle_batch(message.raw_message)
-            except Exception:
-                log.exception("a command batch failed; it will be consumed again")
-                await asyncio.sleep(RETRY_PAUSE_SECONDS)
-                await message.nack()
-                return
-            await message.ack()
 
     # --- readiness --------------------------------------------------------------------------------
 
@@ -140,6 +138,9 @@ class CommandService:
 
     async def kafka_ready(self) -> None:
         await self._producer.client.fetch_all_metadata()
+        if self._topic_door is None:
+            raise RuntimeError("the topic door is not started")
+        self._topic_door.check_member()
 
     async def relay_ready(self) -> None:
         self.relay.check_running()

@@ -40,6 +40,22 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
     batch_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64
     max_decide_attempts: Annotated[int, Field(ge=1, le=50)] = 5
 
+    #: The topic door's consumer. A turn fetches (at most the Kafka timeout), handles the batch (at
+    #: most the command timeout, then waits at most the Kafka timeout for result acks), and commits
+    #: (at most the Kafka timeout); the liveness bound must exceed that sum.
+    topic_fetch_timeout_ms: Annotated[int, Field(ge=10, le=10_000)] = 500
+    topic_command_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    topic_kafka_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    #: Pause of a partition before its records not done (store or Kafka failed) are read again.
+    topic_retry_pause_seconds: Annotated[float, Field(ge=0)] = 1.0
+    topic_session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
+    topic_heartbeat_interval_ms: Annotated[int, Field(ge=100)] = 3_000
+    topic_max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 90_000
+    #: Keep below aiokafka's 40 s request timeout: the JoinGroup round trip lasts up to this long.
+    topic_rebalance_timeout_ms: Annotated[int, Field(ge=1000, le=39_000)] = 30_000
+    #: `/healthz` fails when the topic door's loop has not completed a turn for this long.
+    topic_liveness_seconds: Annotated[float, Field(gt=0)] = 90.0
+
     relay_shards: Annotated[int, Field(ge=1, le=4096)] = 64
     relay_lease_ttl_seconds: Annotated[float, Field(gt=1)] = 10.0
     relay_scan_interval_seconds: Annotated[float, Field(gt=0)] = 1.0

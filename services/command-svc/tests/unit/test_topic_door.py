@@ -1,4 +1,5 @@
-"""The topic door over the memory store: order per key, dead letters, and crashes that must not block."""
+"""The topic door over the memory store: order per key, dead letters, crashes that must not block, and
+failures that must not cost the rest of their batch."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from command_svc.topic_door import TopicDoor
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.results import Accepted, CommandResult
 from cqrs_shared.settings import AuthSettings
-from cqrs_shared.write_store import WriteStoreUnavailableError
+from cqrs_shared.write_store import Commit, WriteStoreUnavailableError
 from cqrs_shared.write_store.memory_store import MemoryWriteStore
 
 
@@ -151,3 +152,97 @@ async def test_an_unreachable_store_fails_the_whole_batch_for_a_retry(
     store.find_outcome = unreachable  # type: ignore[method-assign,assignment]  # broken on purpose
     with pytest.raises(WriteStoreUnavailableError):
         await door.handle_batch([record(0, "a", 1, token_for("tally:write"))])
+
+
+class FlakyStore(MemoryWriteStore):
+    """Appends of the aggregates in `failing` fail; those in `slow` wait for `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing: set[str] = set()
+        self.slow: set[str] = set()
+        self.release = asyncio.Event()
+        self.appended: list[tuple[str, int]] = []
+        self.cancelled = 0
+
+    async def append(self, commit: Commit) -> None:
+        if commit.aggregate_id in self.failing:
+            raise WriteStoreUnavailableError("timed out")
+        if commit.aggregate_id in self.slow:
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        await super().append(commit)
+        self.appended.append((commit.aggregate_id, commit.version))
+
+
+@pytest.fixture
+def flaky_door(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings
+) -> tuple[TopicDoor, CapturingResults, FlakyStore]:
+    store, results = FlakyStore(), CapturingResults()
+    pipeline = CommandPipeline(CommandRegistry([tally]), store, TokenVerifier(auth_settings))
+    door = TopicDoor(
+        pipeline,
+        results,  # type: ignore[arg-type]  # CapturingResults stands in for ResultsPublisher
+        max_command_bytes=1024,
+        concurrency=8,
+        command_timeout_seconds=0.5,
+    )
+    return door, results, store
+
+
+async def test_a_failing_aggregate_does_not_cancel_or_undo_the_others(
+    flaky_door: tuple[TopicDoor, CapturingResults, FlakyStore], token_for: Any
+) -> None:
+    door, results, store = flaky_door
+    token = token_for("tally:write")
+    store.failing.add("a")
+    store.slow.add("b")
+    batch = [record(0, "a", 1, token), record(1, "b", 1, token), record(2, "a", 2, token)]
+    batch += [record(3, "b", 2, token), record(4, "c", 1, token)]
+    # "b" is still storing when "a" fails: it must be allowed to finish.
+    asyncio.get_running_loop().call_later(0.1, store.release.set)
+    progress = await door.handle_records(batch)
+    assert progress.done == {("commands", 0, offset) for offset in (1, 3, 4)}
+    assert [type(f) for f in progress.failures] == [WriteStoreUnavailableError]
+    assert store.cancelled == 0
+    assert sorted(store.appended) == [("b", 1), ("b", 2), ("c", 1)]
+    assert sorted(o.aggregate_id for o in results.outcomes) == ["b", "b", "c"]
+
+
+async def test_a_command_outliving_the_bound_is_left_to_finish_and_its_aggregate_stops(
+    flaky_door: tuple[TopicDoor, CapturingResults, FlakyStore], token_for: Any
+) -> None:
+    door, _, store = flaky_door
+    token = token_for("tally:write")
+    store.slow.add("b")
+    batch = [record(0, "b", 1, token), record(1, "b", 2, token), record(2, "c", 1, token)]
+    progress = await door.handle_records(batch)
+    assert progress.done == {("commands", 0, 2)}
+    assert [type(f) for f in progress.failures] == [TimeoutError]
+    store.release.set()
+    await door.drain(within=5)
+    # The abandoned command finished (stored, not cancelled); the next one of "b" waits for a re-read.
+    assert store.cancelled == 0
+    assert sorted(store.appended) == [("b", 1), ("c", 1)]
+
+
+async def test_abandoning_a_batch_stops_each_aggregate_after_its_current_command(
+    flaky_door: tuple[TopicDoor, CapturingResults, FlakyStore], token_for: Any
+) -> None:
+    door, _, store = flaky_door
+    token = token_for("tally:write")
+    store.slow.add("b")
+    abandon = asyncio.Event()
+    batch = [record(0, "b", 1, token), record(1, "b", 2, token), record(2, "c", 1, token)]
+    handling = asyncio.create_task(door.handle_records(batch, abandon=abandon))
+    await asyncio.sleep(0.05)
+    abandon.set()
+    store.release.set()
+    progress = await handling
+    assert progress.done == {("commands", 0, 0), ("commands", 0, 2)}
+    assert progress.failures == []
+    assert sorted(store.appended) == [("b", 1), ("c", 1)]
