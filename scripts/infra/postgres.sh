@@ -97,7 +97,8 @@ _pg_write_conf() {
 listen_addresses = '$PG_HOST'
 port = $PG_PORT
 unix_socket_directories = '$PG_DIR'
-max_connections = 200
+# FerretDB pools up to 100 connections (ferretdb.sh); the services and tests need the rest.
+max_connections = 300
 shared_buffers = 256MB
 # Durability defaults on purpose: crash/recovery tests rely on committed = durable.
 fsync = on
@@ -127,6 +128,9 @@ SELECT 'CREATE DATABASE ferretdb OWNER cqrs ENCODING ''UTF8'' TEMPLATE template0
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'ferretdb') \gexec
 SQL
   _pg_reader_role
+  # FerretDB cannot use its own indexes for the filters it pushes down; this gives them GIN twins
+  # it can use (the file says why and how). Superuser: event triggers need it.
+  _psql -d ferretdb <"$REPO_ROOT/infra/postgres/ferretdb-indexes.sql"
 }
 
 # _pg_reader_role: the query service's read-only role cqrs_reader (password CQRS_READER_PASSWORD,
