@@ -118,13 +118,16 @@ async def timed(call: Callable[[], Awaitable[Any]], repeat: int) -> float:
     return 1000 * (time.perf_counter() - started) / repeat
 
 
-async def raw_calls(store: MongoWriteStore, seeded: bool) -> dict[str, float]:
-    probe = seeded_commit(7, PER_AGGREGATE - 1)
+async def raw_calls(store: MongoWriteStore) -> dict[str, float]:
+    """The same calls on the same kind of aggregate (10 commits) whatever else the store holds."""
+    probe = 10_000_000 + uuid.uuid4().int % 1_000_000  # beyond the seeded customers
+    commits = [seeded_commit(probe, b) for b in range(PER_AGGREGATE)]
+    await store.import_commits(commits)
     return {
         "find_outcome_ms": await timed(lambda: store.find_outcome(uuid.uuid4()), 200),
-        "load_head_ms": await timed(lambda: store.load_head("customer", "seed-7" if seeded else "none"), 200),
+        "load_head_ms": await timed(lambda: store.load_head("customer", f"seed-{probe}"), 200),
         "unpublished_scan_ms": await timed(lambda: store.unpublished(range(64), 500), 100),
-        "mark_published_ms": await timed(lambda: store.mark_published([probe]), 200),
+        "mark_published_ms": await timed(lambda: store.mark_published(commits[-1:]), 200),
     }
 
 
@@ -233,7 +236,7 @@ async def measure(database: str, history: int, args: argparse.Namespace) -> dict
             took = await seed(store, history)
             count = await store.database["commits"].estimated_document_count()
             print(f"  {database}: {count} commits ({took:.0f} s to seed)")
-        figures = await raw_calls(store, seeded=history > 0)
+        figures = await raw_calls(store)
     finally:
         await store.close()
     figures.update(await through_service(database, args.commands, args.idle_seconds))

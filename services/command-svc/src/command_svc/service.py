@@ -13,6 +13,7 @@ from command_svc.pipeline import CommandPipeline
 from command_svc.registry import CommandRegistry
 from command_svc.results_publisher import ResultsPublisher
 from command_svc.settings import CommandServiceSettings
+from command_svc.store_watchdog import StoreWatchdog, WatchdogSettings
 from command_svc.topic_consumer import ConsumerSettings, TopicConsumer
 from command_svc.topic_door import TopicDoor
 from cqrs_shared.auth import TokenVerifier
@@ -21,7 +22,7 @@ from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import RETAIN_FOREVER, TopicNames, ensure_topics
 from cqrs_shared.write_store import LeaseStore, WriteStore
 from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
-from cqrs_shared.write_store.mongo_store import MongoLeaseStore, MongoWriteStore
+from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class CommandService:
         self._verifier = TokenVerifier(settings)
         self._topic_door: TopicConsumer | None = None
         self._mongo: MongoWriteStore | None = None
+        self._watchdog: StoreWatchdog | None = None
         #: What `/healthz` reports: the loops that must keep turning, and wedged clients.
         self.liveness = LivenessMonitor()
         # Set by `start`; the HTTP door and readiness checks only run while the service is started.
@@ -69,6 +71,7 @@ class CommandService:
                 lease_ttl_seconds=settings.relay_lease_ttl_seconds,
                 scan_interval_seconds=settings.relay_scan_interval_seconds,
             ),
+            liveness=self.liveness,
         )
         self.pipeline = CommandPipeline(
             self.registry,
@@ -92,14 +95,32 @@ class CommandService:
             await self._topic_door.stop()
         await self.relay.stop()
         await self._producer.stop()
+        if self._watchdog is not None:
+            await self._watchdog.stop()
         if self._mongo is not None:
             await self._mongo.close()
 
     async def _open_stores(self) -> tuple[WriteStore, LeaseStore]:
         if self.settings.write_store == "memory":
             return MemoryWriteStore(), MemoryLeaseStore()
-        self._mongo = await MongoWriteStore.open(self.settings.mongodb_uri, self.settings.mongodb_database)
-        return self._mongo, MongoLeaseStore(self._mongo.database)
+        settings = self.settings
+        self._mongo = await MongoWriteStore.open(
+            settings.mongodb_uri,
+            settings.mongodb_database,
+            timeout_ms=settings.mongodb_timeout_ms,
+            max_pool_size=settings.mongodb_max_pool_size,
+        )
+        self._watchdog = StoreWatchdog(
+            self._mongo,
+            self.liveness,
+            WatchdogSettings(
+                interval_seconds=settings.store_watchdog_interval_seconds,
+                timeout_seconds=settings.mongodb_timeout_ms / 1000 + 3,
+                wedged_after_seconds=settings.store_wedged_after_seconds,
+            ),
+        )
+        self._watchdog.start()
+        return self._mongo, self._mongo.leases()
 
     def _subscribe(self) -> TopicConsumer:
         settings = self.settings
@@ -134,7 +155,8 @@ class CommandService:
     # --- readiness --------------------------------------------------------------------------------
 
     async def store_ready(self) -> None:
-        await self.store.ping()
+        # The probe client measures the server, not the queue in front of this process's pool.
+        await (self._mongo.probe() if self._mongo is not None else self.store.ping())
 
     async def kafka_ready(self) -> None:
         await self._producer.client.fetch_all_metadata()

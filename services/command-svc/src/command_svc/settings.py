@@ -31,13 +31,24 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
     mongodb_database: Annotated[
         str, Field(validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database"))
     ] = "cqrs"
+    #: Bound on every write-store operation (PyMongo's timeoutMS).
+    mongodb_timeout_ms: Annotated[int, Field(ge=100, le=120_000)] = 5000
+    #: Concurrent write-store operations of this process (FerretDB holds a PostgreSQL connection
+    #: for each operation in flight, from a pool shared by every client).
+    mongodb_max_pool_size: Annotated[int, Field(ge=1, le=500)] = 32
+    #: How often the store watchdog checks that this process's client still works.
+    store_watchdog_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
+    #: A client failing while the store answers probes for this long is reported wedged (`/healthz`).
+    store_wedged_after_seconds: Annotated[float, Field(gt=0)] = 30.0
 
     consumer_group: str = "command-svc"
     #: Records larger than this are dead-lettered (topic door) or refused with 413 (HTTP door).
     max_command_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024
     batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 500
     #: Concurrent aggregates within one consumed batch (one aggregate's commands stay sequential).
-    batch_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64
+    #: No more than the store pool below: beyond it, calls queue for a connection, and the queueing
+    #: counts against the store timeout.
+    batch_concurrency: Annotated[int, Field(ge=1, le=1000)] = 32
     max_decide_attempts: Annotated[int, Field(ge=1, le=50)] = 5
 
     #: The topic door's consumer. A turn fetches (at most the Kafka timeout), handles the batch (at

@@ -5,7 +5,9 @@ longer carry operations (half-open connections after a network fault, a pool lef
 operations cancelled mid-flight), while the server itself answers everyone else. Nothing inside
 the process heals that, and every door and the relay would stall behind it.
 
-Every `interval_seconds` the watchdog pings through the main client. If that fails, it pings
+Every `interval_seconds` the watchdog looks at when an operation last succeeded through the main
+client: a client under load whose operations complete, however slowly, is not stuck (and a ping
+would only queue behind that work). Otherwise it pings through the main client, and if that fails,
 through the store's separate probe client: when the probe fails too, the store itself is down (an
 outage, shown by readiness; replacing clients would not help). When only the main client fails,
 the client is replaced at once; if the main client still fails while the server answers for
@@ -32,6 +34,9 @@ WEDGE = "write_store_client"
 
 
 class ReplaceableClient(Protocol):
+    def seconds_since_progress(self) -> float:
+        """Seconds since an operation last succeeded through the client that serves the commands."""
+
     async def ping(self) -> None:
         """Round trip through the client that serves the commands."""
 
@@ -85,6 +90,9 @@ class StoreWatchdog:
 
     async def check(self) -> Verdict:
         """One round: ping, and on failure tell an outage from a broken client and act on it."""
+        if self._store.seconds_since_progress() < self._settings.interval_seconds:
+            self._healthy()
+            return Verdict.HEALTHY
         if await self._answers(self._store.ping()):
             self._healthy()
             return Verdict.HEALTHY

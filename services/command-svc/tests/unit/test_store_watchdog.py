@@ -16,6 +16,10 @@ class FakeClient:
         self.server = "ok"
         self.reconnects = 0
         self.cured_by_reconnect = False
+        self.progress_age = 60.0  # nothing succeeded recently unless a test says so
+
+    def seconds_since_progress(self) -> float:
+        return self.progress_age
 
     async def _behave(self, how: str) -> None:
         if how == "fail":
@@ -51,6 +55,15 @@ def watchdog(client: FakeClient, clock: Clock) -> tuple[StoreWatchdog, LivenessM
 
 async def test_a_working_client_is_left_alone() -> None:
     client, clock = FakeClient(), Clock()
+    dog, liveness = watchdog(client, clock)
+    assert await dog.check() is Verdict.HEALTHY
+    assert client.reconnects == 0 and liveness.problems() == {}
+
+
+async def test_a_busy_client_whose_operations_complete_is_not_pinged_or_replaced() -> None:
+    client, clock = FakeClient(), Clock()
+    client.main = "hang"  # a ping would queue behind the work in flight
+    client.progress_age = 0.2
     dog, liveness = watchdog(client, clock)
     assert await dog.check() is Verdict.HEALTHY
     assert client.reconnects == 0 and liveness.problems() == {}

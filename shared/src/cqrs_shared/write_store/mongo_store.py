@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
@@ -31,6 +31,24 @@ from cqrs_shared.write_store.port import (
 )
 
 Document = dict[str, Any]
+
+
+class _Progress(monitoring.CommandListener):
+    """When a command last succeeded on a client: a busy client that completes work is not stuck."""
+
+    def __init__(self) -> None:
+        self.last_success = time.monotonic()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.last_success = time.monotonic()
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 _VERSION_DIGITS = 12
 _REJECTION = "rejection"
 
@@ -100,6 +118,7 @@ class MongoWriteStore:
         self._commits: AsyncCollection[Document] = database["commits"]
         self._connect = connect
         self._probe_client = probe_client
+        self._progress = _Progress()
 
     @classmethod
     async def open(
@@ -111,7 +130,9 @@ class MongoWriteStore:
         one PostgreSQL connection per operation in flight, from a pool of its own.
         """
 
-        def connect(pool: int = max_pool_size) -> AsyncMongoClient[Document]:
+        progress = _Progress()
+
+        def connect(pool: int = max_pool_size, *, watched: bool = True) -> AsyncMongoClient[Document]:
             return AsyncMongoClient(
                 uri,
                 serverSelectionTimeoutMS=timeout_ms,
@@ -120,10 +141,12 @@ class MongoWriteStore:
                 timeoutMS=timeout_ms,
                 maxPoolSize=pool,
                 tz_aware=True,
+                event_listeners=[progress] if watched else [],
             )
 
         client = connect()
-        store = cls(client, client[database], connect=connect, probe_client=connect(1))
+        store = cls(client, client[database], connect=connect, probe_client=connect(1, watched=False))
+        store._progress = progress  # reconnected clients report to the same listener
         await store.ensure_indexes()
         return store
 
@@ -154,6 +177,10 @@ class MongoWriteStore:
         self._db = self._client[self._db.name]
         self._commits = self._db["commits"]
         await old.close()
+
+    def seconds_since_progress(self) -> float:
+        """Seconds since an operation last succeeded on this store's clients."""
+        return time.monotonic() - self._progress.last_success
 
     async def probe(self) -> None:
         """Ping through the probe client: is the server answering, whatever this process's pool does?"""
