@@ -38,6 +38,7 @@ def check(ledger: Ledger, observed: Observed) -> list[Violation]:
     acks = [*ledger.http_acks, *observed.results]
     found = [
         _violation("lost_acknowledged", lost_acknowledged(acks, by_command, on_topic)),
+        _violation("stuck_acknowledged", stuck_acknowledged(acks, by_command, on_topic)),
         _violation("unpublished_commit", unpublished_commits(observed.commits, on_topic, acks)),
         _violation("conflicting_outcomes", conflicting_outcomes(acks, observed)),
         _violation("duplicate_effect", duplicate_effects(by_command, observed)),
@@ -60,10 +61,15 @@ def _commits_by_command(commits: list[Commit]) -> dict[str, list[Commit]]:
     return by_command
 
 
+def _missing(commit: Commit, on_topic: set[tuple[str, str, int]]) -> list[int]:
+    return [e.version for e in commit.events if (e.aggregate_type, e.aggregate_id, e.version) not in on_topic]
+
+
 def lost_acknowledged(
     acks: list[Ack], by_command: dict[str, list[Commit]], on_topic: set[tuple[str, str, int]]
 ) -> Iterable[str]:
-    """Accepted answers whose commit is missing, differs, or whose events never reached Kafka."""
+    """Accepted answers whose commit is missing or differs, or whose events are not on Kafka although
+    the commit is marked published (the relay will never send them again)."""
     for ack in acks:
         if ack.status != "accepted" or ack.events == 0:
             continue  # a no-op decision is answered but stored nowhere, by design
@@ -74,19 +80,26 @@ def lost_acknowledged(
         commit = commits[0]
         if (commit.aggregate_id, commit.version) != (ack.aggregate_id, ack.version):
             yield f"{ack.command_id}: answered {ack.aggregate_id} v{ack.version}, stored {commit.commit_id}"
-        missing = [
-            e.version for e in commit.events if (e.aggregate_type, e.aggregate_id, e.version) not in on_topic
-        ]
-        if missing:
-            marked = "marked published" if commit.published else "not marked published"
-            yield f"{ack.command_id} ({commit.commit_id}, {marked}): versions {missing} not on Kafka"
+        missing = _missing(commit, on_topic)
+        if missing and commit.published:
+            yield f"{ack.command_id} ({commit.commit_id}): marked published, versions {missing} not on Kafka"
+
+
+def stuck_acknowledged(
+    acks: list[Ack], by_command: dict[str, list[Commit]], on_topic: set[tuple[str, str, int]]
+) -> Iterable[str]:
+    """Accepted answers whose commit is still unpublished when the run ends (stuck in the outbox)."""
+    for ack in acks:
+        commits = by_command.get(ack.command_id) if ack.status == "accepted" else None
+        if commits and not commits[0].published and (missing := _missing(commits[0], on_topic)):
+            yield f"{ack.command_id} ({commits[0].commit_id}): unpublished, versions {missing} not on Kafka"
 
 
 def unpublished_commits(
     commits: list[Commit], on_topic: set[tuple[str, str, int]], acks: list[Ack]
 ) -> Iterable[str]:
-    """Stored commits no client was told about (those are `lost_acknowledged`) whose events are not
-    on the event topics: a stored commit is a fact, answered or not."""
+    """Stored commits no client was told about (the others are `lost_` or `stuck_acknowledged`) whose
+    events are not on the event topics: a stored commit is a fact, answered or not."""
     acknowledged = {a.command_id for a in acks if a.status == "accepted"}
     for commit in commits:
         if str(commit.command_id) in acknowledged:

@@ -91,6 +91,11 @@ def _drop_published_event(ledger: Ledger, observed: Observed) -> None:
     observed.events.pop()
 
 
+def _leave_an_answered_commit_in_the_outbox(ledger: Ledger, observed: Observed) -> None:
+    observed.events.pop()
+    observed.commits[1] = observed.commits[1].model_copy(update={"published": False})
+
+
 def _swap_event_order(ledger: Ledger, observed: Observed) -> None:
     first, second = observed.events
     observed.events[:] = [replace(second, offset=0), replace(first, offset=1)]
@@ -125,6 +130,7 @@ def _leave_a_topic_command_unanswered(ledger: Ledger, observed: Observed) -> Non
     ("damage", "kind"),
     [
         (_drop_published_event, "lost_acknowledged"),
+        (_leave_an_answered_commit_in_the_outbox, "stuck_acknowledged"),
         (_swap_event_order, "version_gap"),
         (_store_a_second_commit, "duplicate_effect"),
         (_answer_twice_differently, "conflicting_outcomes"),
