@@ -87,7 +87,11 @@ class OutboxRelay:
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._balance_leases()
+        try:
+            await self._balance_leases()
+        except WriteStoreUnavailableError as exc:
+            # Not fatal: the lease loop keeps trying, and publishing waits for its leases.
+            log.warning("relay starts without leases: %s", exc)
         for name in ("relay-leases", "relay-publish"):
             self._beats[name] = self._liveness.heartbeat(name, self._settings.liveness_seconds)
         self._tasks = [

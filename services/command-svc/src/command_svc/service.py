@@ -6,7 +6,12 @@ and only when `start` runs.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from command_svc.outbox_relay import OutboxRelay, RelaySettings
 from command_svc.pipeline import CommandPipeline
@@ -20,7 +25,7 @@ from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
 from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import RETAIN_FOREVER, TopicNames, ensure_topics
-from cqrs_shared.write_store import LeaseStore, WriteStore
+from cqrs_shared.write_store import LeaseStore, WriteStore, WriteStoreUnavailableError
 from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
@@ -36,6 +41,8 @@ class CommandService:
         self._topic_door: TopicConsumer | None = None
         self._mongo: MongoWriteStore | None = None
         self._watchdog: StoreWatchdog | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._relay: OutboxRelay | None = None
         #: What `/healthz` reports: the loops that must keep turning, and wedged clients.
         self.liveness = LivenessMonitor()
         # Set by `start`; the HTTP door and readiness checks only run while the service is started.
@@ -49,6 +56,29 @@ class CommandService:
         return f"command-svc-{self.settings.instance_id}"
 
     async def start(self) -> None:
+        """Start everything, retrying while Kafka or the store cannot be reached yet.
+
+        A replica started during an outage (or into one) waits for its dependencies instead of
+        exiting: without an orchestrator nothing would start it again, and with one a crash loop
+        only adds back-off delays to the recovery.
+        """
+        for attempt in itertools.count(1):
+            try:
+                await self._start_once()
+            except (WriteStoreUnavailableError, KafkaError, OSError, TimeoutError) as exc:
+                pause = min(5.0, 0.25 * 2**attempt)
+                log.warning(
+                    "command-svc cannot start yet (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    pause,
+                )
+                await self.stop()
+                await asyncio.sleep(pause)
+            else:
+                return
+
+    async def _start_once(self) -> None:
         settings = self.settings
         history = self.topics.retained_forever(self.registry.aggregate_types)
         await ensure_topics(
@@ -61,7 +91,7 @@ class CommandService:
         self.store, leases = await self._open_stores()
         self._producer = make_producer(settings.kafka_bootstrap_servers, client_id=self._client_id)
         await self._producer.start()
-        self.relay = OutboxRelay(
+        self.relay = self._relay = OutboxRelay(
             self.store,
             leases,
             KafkaEventPublisher(self._producer, self.topics),
@@ -90,15 +120,23 @@ class CommandService:
         )
 
     async def stop(self) -> None:
+        """Stop what was started, also after a start that failed half-way; safe to call twice."""
         # Stop taking commands first, then let the relay hand its shards over, then disconnect.
-        if self._topic_door is not None:
-            await self._topic_door.stop()
-        await self.relay.stop()
-        await self._producer.stop()
-        if self._watchdog is not None:
-            await self._watchdog.stop()
-        if self._mongo is not None:
-            await self._mongo.close()
+        door, self._topic_door = self._topic_door, None
+        if door is not None:
+            await door.stop()
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            await relay.stop()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            await watchdog.stop()
+        mongo, self._mongo = self._mongo, None
+        if mongo is not None:
+            await mongo.close()
 
     async def _open_stores(self) -> tuple[WriteStore, LeaseStore]:
         if self.settings.write_store == "memory":
@@ -159,10 +197,14 @@ class CommandService:
         await (self._mongo.probe() if self._mongo is not None else self.store.ping())
 
     async def kafka_ready(self) -> None:
+        if self._producer is None:
+            raise RuntimeError("the producer is not started")
         await self._producer.client.fetch_all_metadata()
         if self._topic_door is None:
             raise RuntimeError("the topic door is not started")
         self._topic_door.check_member()
 
     async def relay_ready(self) -> None:
-        self.relay.check_running()
+        if self._relay is None:
+            raise RuntimeError("the relay is not started")
+        self._relay.check_running()

@@ -9,6 +9,7 @@ storm after which the service was once seen to stop sending anything to the stor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -116,3 +117,28 @@ async def test_commands_flow_again_within_seconds_after_a_storm_of_timed_out_and
     assert versions == {1}
     assert (await http.get("/healthz")).status_code == 200
     assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_a_replica_started_while_the_store_is_unreachable_waits_for_it_and_then_serves(
+    settings: CommandServiceSettings, proxy: TcpProxy, token_for: Any
+) -> None:
+    await proxy.cut()
+    app = create_app(
+        settings.model_copy(
+            update={"mongodb_uri": proxy.dsn(settings.mongodb_uri), "mongodb_timeout_ms": STORE_TIMEOUT_MS}
+        )
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        starting = asyncio.create_task(stack.enter_async_context(app.router.lifespan_context(app)))
+        await asyncio.sleep(3 * STORE_TIMEOUT_MS / 1000)
+        assert not starting.done(), "start-up should keep waiting for the store, not give up"
+        await proxy.restore()
+        async with asyncio.timeout(15):
+            await starting
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://command-svc") as http:
+            assert await post(http, register("late"), token_for("customers:write"), 10) == 200
+            assert (await http.get("/readyz")).status_code == 200
+    store = await MongoWriteStore.open(settings.mongodb_uri, settings.mongodb_database)
+    await store.database.client.drop_database(settings.mongodb_database)
+    await store.close()

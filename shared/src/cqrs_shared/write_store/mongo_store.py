@@ -147,7 +147,11 @@ class MongoWriteStore:
         client = connect()
         store = cls(client, client[database], connect=connect, probe_client=connect(1, watched=False))
         store._progress = progress  # reconnected clients report to the same listener
-        await store.ensure_indexes()
+        try:
+            await store.ensure_indexes()
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     async def ensure_indexes(self) -> None:
