@@ -110,7 +110,7 @@ class MongoWriteStore:
         client: AsyncMongoClient[Document],
         database: AsyncDatabase[Document],
         *,
-        connect: Callable[[], AsyncMongoClient[Document]] | None = None,
+        connect: Callable[..., AsyncMongoClient[Document]] | None = None,
         probe_client: AsyncMongoClient[Document] | None = None,
     ) -> None:
         self._client = client
@@ -119,6 +119,9 @@ class MongoWriteStore:
         self._connect = connect
         self._probe_client = probe_client
         self._progress = _Progress()
+        #: Lease traffic has a small pool of its own (set by `open`), so renewals never queue
+        #: behind a burst of commands: a late renewal stops the relay publishing.
+        self._lease_client: AsyncMongoClient[Document] | None = None
 
     @classmethod
     async def open(
@@ -181,6 +184,9 @@ class MongoWriteStore:
         self._db = self._client[self._db.name]
         self._commits = self._db["commits"]
         await old.close()
+        if self._lease_client is not None:
+            old, self._lease_client = self._lease_client, self._connect(2, watched=False)
+            await old.close()
 
     def seconds_since_progress(self) -> float:
         """Seconds since an operation last succeeded on this store's clients."""
@@ -196,12 +202,15 @@ class MongoWriteStore:
 
     def leases(self, clock: Callable[[], float] = time.time) -> MongoLeaseStore:
         """The lease store in the same database, following this store across reconnects."""
-        return MongoLeaseStore(lambda: self._db, clock=clock)
+        if self._lease_client is None and self._connect is not None:
+            self._lease_client = self._connect(2, watched=False)
+        return MongoLeaseStore(lambda: (self._lease_client or self._client)[self._db.name], clock=clock)
 
     async def close(self) -> None:
         await self._client.close()
-        if self._probe_client is not None:
-            await self._probe_client.close()
+        for extra in (self._probe_client, self._lease_client):
+            if extra is not None:
+                await extra.close()
 
     @property
     def database(self) -> AsyncDatabase[Document]:
