@@ -2,7 +2,10 @@
 
 Open loop: arrivals follow the clock, never the answers, so a slow or stalled system meets the same
 demand a real one would (requests pile up instead of the load politely slowing down). Clients behave
-like careful real ones: a 503 or a broken connection is retried with the same command id.
+like careful real ones: a 503 or a broken connection is retried with the same command id, after an
+exponential, jittered pause; and each client caps its concurrent requests (beyond that, arrivals
+wait their turn, and past `max_in_flight` they are shed and counted), so the soak's own process
+never becomes the bottleneck it would then measure.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -23,45 +27,71 @@ from soak.workload import Planned
 
 log = logging.getLogger(__name__)
 
-RETRY_PAUSE_S = 1.0
 REQUEST_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Pauses between resends: `first`, doubling up to `most`, each jittered down by up to half."""
+
+    first: float = 1.0
+    most: float = 5.0
+
+    def pause(self, attempt: int) -> float:
+        return min(self.most, self.first * 2.0**attempt) * random.uniform(0.5, 1.0)
+
+
+LOAD_BACKOFF = Backoff()
 
 
 class HttpDoor:
     """`POST /v1/commands`, resent with the same body on 503 and connection failures."""
 
     def __init__(
-        self, client: httpx.AsyncClient, url: str, token: str, ledger: Ledger, give_up_s: float
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        token: str,
+        ledger: Ledger,
+        give_up_s: float,
+        *,
+        concurrency: int = 64,
     ) -> None:
         self._client = client
         self._url = f"{url}/v1/commands"
         self._headers = {"Authorization": token, "Content-Type": "application/json"}
         self._ledger = ledger
         self._give_up_s = give_up_s
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def send(
-        self, planned: Planned, *, within: float | None = None, pause: float = RETRY_PAUSE_S
+        self, planned: Planned, *, within: float | None = None, backoff: Backoff = LOAD_BACKOFF
     ) -> Ack | None:
-        """The answer, resending on 503 and broken connections for `within` s (default: give-up time)."""
+        """The answer, resending on 5xx and broken connections for `within` s (default: give-up time)."""
         deadline = time.monotonic() + (self._give_up_s if within is None else within)
+        attempt = 0
         while time.monotonic() < deadline:
-            try:
-                response = await self._client.post(
-                    self._url, content=planned.body, headers=self._headers, timeout=REQUEST_TIMEOUT_S
-                )
-            except httpx.HTTPError as exc:
-                self._ledger.status("command-http", "error", type(exc).__name__)
-                await asyncio.sleep(pause)
-                continue
-            self._ledger.status("command-http", response.status_code, response.text)
-            if response.status_code >= 500:
-                await asyncio.sleep(pause)
-                continue
-            ack = _http_ack(planned, response)
-            self._ledger.http_acks.append(ack)
-            return ack
+            async with self._slots:
+                response = await self._post(planned)
+            if response is not None and response.status_code < 500:
+                ack = _http_ack(planned, response)
+                self._ledger.http_acks.append(ack)
+                return ack
+            await asyncio.sleep(backoff.pause(attempt))
+            attempt += 1
         self._ledger.http_gave_up.append(planned.command_id)
         return None
+
+    async def _post(self, planned: Planned) -> httpx.Response | None:
+        try:
+            response = await self._client.post(
+                self._url, content=planned.body, headers=self._headers, timeout=REQUEST_TIMEOUT_S
+            )
+        except httpx.HTTPError as exc:
+            self._ledger.status("command-http", "error", type(exc).__name__)
+            return None
+        self._ledger.status("command-http", response.status_code, response.text)
+        return response
 
 
 def _http_ack(planned: Planned, response: httpx.Response) -> Ack:
@@ -80,7 +110,16 @@ def _http_ack(planned: Planned, response: httpx.Response) -> Ack:
 class TopicDoor:
     """Produces commands onto the commands topic with the JWT header; retries until Kafka acknowledges."""
 
-    def __init__(self, bootstrap: str, topic: str, token: str, ledger: Ledger, give_up_s: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        token: str,
+        ledger: Ledger,
+        give_up_s: float,
+        *,
+        concurrency: int = 256,
+    ) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", linger_ms=5, request_timeout_ms=10_000
         )
@@ -88,6 +127,7 @@ class TopicDoor:
         self._headers = [("authorization", token.encode())]
         self._ledger = ledger
         self._give_up_s = give_up_s
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def start(self) -> None:
         await self._producer.start()
@@ -97,26 +137,32 @@ class TopicDoor:
             await self._producer.stop()
 
     async def send(
-        self, planned: Planned, *, within: float | None = None, pause: float = RETRY_PAUSE_S
+        self, planned: Planned, *, within: float | None = None, backoff: Backoff = LOAD_BACKOFF
     ) -> bool:
         """Whether Kafka acknowledged the record, producing again on failures for `within` s."""
-        key = planned.aggregate_id.encode() if planned.aggregate_id else None
         deadline = time.monotonic() + (self._give_up_s if within is None else within)
+        attempt = 0
         while time.monotonic() < deadline:
-            try:
-                async with asyncio.timeout(max(0.5, min(15.0, deadline - time.monotonic()))):
-                    await self._producer.send_and_wait(
-                        self._topic, planned.body, key=key, headers=self._headers
-                    )
-            except Exception as exc:  # noqa: BLE001  # any produce failure is retried the same way
-                self._ledger.status("command-topic", "error", type(exc).__name__)
-                await asyncio.sleep(pause)
-                continue
-            self._ledger.status("command-topic", "produced")
-            self._ledger.produced.add(planned.command_id)
-            return True
+            async with self._slots:
+                produced = await self._produce(planned, max(0.5, min(15.0, deadline - time.monotonic())))
+            if produced:
+                self._ledger.produced.add(planned.command_id)
+                return True
+            await asyncio.sleep(backoff.pause(attempt))
+            attempt += 1
         self._ledger.unproduced.add(planned.command_id)
         return False
+
+    async def _produce(self, planned: Planned, within: float) -> bool:
+        key = planned.aggregate_id.encode() if planned.aggregate_id else None
+        try:
+            async with asyncio.timeout(within):
+                await self._producer.send_and_wait(self._topic, planned.body, key=key, headers=self._headers)
+        except Exception as exc:  # noqa: BLE001  # any produce failure is retried the same way
+            self._ledger.status("command-topic", "error", type(exc).__name__)
+            return False
+        self._ledger.status("command-topic", "produced")
+        return True
 
 
 class QueryReader:
@@ -163,7 +209,7 @@ class OpenLoop:
         arrival: Callable[[], Awaitable[object]],
         ledger: Ledger,
         *,
-        max_in_flight: int = 2000,
+        max_in_flight: int = 1000,
     ) -> None:
         self.name = name
         self._interval = 1.0 / rate

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 import httpx
 
 from soak.ledger import Ledger
-from soak.load import HttpDoor, TopicDoor
+from soak.load import Backoff, HttpDoor, TopicDoor
 from soak.results import ResultsReader
 from soak.services import ServiceProcess
 from soak.workload import Door, Workload
 
 POLL_S = 0.2
+#: Probes measure recovery: they poll at a steady pace instead of backing off like the load.
+PROBE_PACE = Backoff(POLL_S, POLL_S)
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,8 @@ class Prober:
         self.ledger.sends.append(planned)
         remaining = deadline - time.monotonic()
         if door == "http":
-            ack = await self.http.send(planned, within=remaining, pause=POLL_S)
-        elif await self.topic.send(planned, within=remaining, pause=POLL_S):
+            ack = await self.http.send(planned, within=remaining, backoff=PROBE_PACE)
+        elif await self.topic.send(planned, within=remaining, backoff=PROBE_PACE):
             try:
                 ack = await self.results.wait_for(planned.command_id, within=deadline - time.monotonic())
             except TimeoutError:

@@ -7,6 +7,9 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,60 +75,79 @@ async def run_soak(config: SoakConfig) -> tuple[Report, Path]:
     return report, run_dir
 
 
-async def _drive(config: SoakConfig, system: System, report: Report) -> None:
+@dataclass
+class Clients:
+    """The soak's client side: the two doors, the query reader, the results reader and the prober."""
+
+    ledger: Ledger
+    workload: Workload
+    rng: random.Random
+    results: ResultsReader
+    topic: TopicDoor
+    http: HttpDoor
+    reader: QueryReader
+    prober: Prober
+
+    async def send_command(self) -> None:
+        planned = self.workload.next()
+        self.ledger.sends.append(planned)
+        await (self.http.send(planned) if planned.door == "http" else self.topic.send(planned))
+
+
+@asynccontextmanager
+async def _clients(config: SoakConfig, system: System) -> AsyncIterator[Clients]:
+    """The load's clients, and the prober's own (so probes never queue behind the load's backlog)."""
     ledger = Ledger()
     rng = random.Random(f"load-{config.seed}")  # a reproducible workload, not a secret
     workload = Workload(rng, customer_slots=config.customer_slots, order_slots=config.order_slots)
-    results = ResultsReader(system.stack.kafka_bootstrap, system.topics)
-    topic = TopicDoor(
-        system.stack.kafka_bootstrap,
-        system.topics.commands,
-        system.token(WRITER_ROLES),
-        ledger,
-        config.client_give_up_s,
-    )
-    limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
-    async with httpx.AsyncClient(limits=limits) as client:
-        http = HttpDoor(
-            client, system.command.url, system.token(WRITER_ROLES), ledger, config.client_give_up_s
-        )
-        reader = QueryReader(
-            client, system.query.url, system.token(READER_ROLES), ledger, rng, config.customer_slots
-        )
+    writer, reader_token = system.token(WRITER_ROLES), system.token(READER_ROLES)
+    bootstrap, give_up = system.stack.kafka_bootstrap, config.client_give_up_s
+    results = ResultsReader(bootstrap, system.topics)
+    topic = TopicDoor(bootstrap, system.topics.commands, writer, ledger, give_up)
+    probe_topic = TopicDoor(bootstrap, system.topics.commands, writer, ledger, give_up)
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(limits=limits) as client, httpx.AsyncClient() as probe_client:
+        http = HttpDoor(client, system.command.url, writer, ledger, give_up)
+        reader = QueryReader(client, system.query.url, reader_token, ledger, rng, config.customer_slots)
         prober = Prober(
             workload,
             ledger,
-            client,
-            http,
-            topic,
+            probe_client,
+            HttpDoor(probe_client, system.command.url, writer, ledger, give_up),
+            probe_topic,
             results,
             list(system.services.values()),
             system.query,
-            system.token(READER_ROLES),
+            reader_token,
         )
         results.start()
         await topic.start()
+        await probe_topic.start()
+        try:
+            yield Clients(ledger, workload, rng, results, topic, http, reader, prober)
+        finally:
+            await results.close()
+            await topic.close()
+            await probe_topic.close()
 
-        async def send_command() -> None:
-            planned = workload.next()
-            ledger.sends.append(planned)
-            await (http.send(planned) if planned.door == "http" else topic.send(planned))
 
-        commands = OpenLoop("commands", config.command_rate, send_command, ledger)
-        queries = OpenLoop("queries", config.query_rate, reader.read_once, ledger)
+async def _drive(config: SoakConfig, system: System, report: Report) -> None:
+    async with _clients(config, system) as clients:
+        commands = OpenLoop("commands", config.command_rate, clients.send_command, clients.ledger)
+        queries = OpenLoop(
+            "queries", config.query_rate, clients.reader.read_once, clients.ledger, max_in_flight=50
+        )
         commands.start()
         queries.start()
         try:
-            last_heal = await _faults(config, system, report, prober, rng)
+            last_heal = await _faults(config, system, report, clients.prober, clients.rng)
             say("last fault over: stopping new arrivals, waiting for convergence")
             await queries.stop(drain=False)
-            await _converge(config, system, report, ledger, results, commands, last_heal)
+            await _converge(config, system, report, clients, commands, last_heal)
         finally:
             await commands.stop(drain=False)
             await queries.stop(drain=False)
-            await results.close()
-            await topic.close()
-    await _check(config, system, report, ledger)
+    await _check(config, system, report, clients.ledger)
 
 
 async def _faults(
@@ -166,18 +188,12 @@ async def _faults(
 
 
 async def _converge(
-    config: SoakConfig,
-    system: System,
-    report: Report,
-    ledger: Ledger,
-    results: ResultsReader,
-    commands: OpenLoop,
-    last_heal: float,
+    config: SoakConfig, system: System, report: Report, clients: Clients, commands: OpenLoop, last_heal: float
 ) -> None:
     drain = asyncio.create_task(commands.stop(drain=True))
 
     def pending() -> int:
-        silent = sum(1 for command_id in ledger.produced if not results.answered(command_id))
+        silent = sum(1 for command_id in clients.ledger.produced if not clients.results.answered(command_id))
         return silent + commands.in_flight
 
     probe = ConvergenceProbe(system.stack.mongodb_uri, MONGODB_DATABASE, system.stack.postgres_dsn())
