@@ -53,11 +53,11 @@ func main() {
 		"SQLite directory URI for the sqlite backend (env FERRETDB_SQLITE_URL)")
 	logLevel := flag.String("log-level", envOr("FERRETDB_LOG_LEVEL", "info"),
 		"log level: debug, info, warn or error (env FERRETDB_LOG_LEVEL)")
-	watchdogInterval := flag.Duration("watchdog-interval", envDuration("FERRETDB_WATCHDOG_INTERVAL", 2*time.Second),
+	watchdogInterval := flag.Duration("watchdog-interval", envDuration("FERRETDB_WATCHDOG_INTERVAL", time.Second),
 		"how often the server pings itself; 0 turns the watchdog off (env FERRETDB_WATCHDOG_INTERVAL)")
-	watchdogTimeout := flag.Duration("watchdog-timeout", 5*time.Second,
+	watchdogTimeout := flag.Duration("watchdog-timeout", 3*time.Second,
 		"how long a self-ping may take before it counts as unanswered")
-	watchdogFailures := flag.Int("watchdog-failures", 4,
+	watchdogFailures := flag.Int("watchdog-failures", 3,
 		"consecutive failed self-pings after which the server re-executes itself (see watchdog.go)")
 	pingOnly := flag.Bool("ping", false,
 		"do not serve: send a MongoDB ping to -listen-addr and exit 0 if it answers ok (readiness check)")
