@@ -59,8 +59,10 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
     topic_kafka_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
     #: Pause of a partition before its records not done (store or Kafka failed) are read again.
     topic_retry_pause_seconds: Annotated[float, Field(ge=0)] = 1.0
-    topic_session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
-    topic_heartbeat_interval_ms: Annotated[int, Field(ge=100)] = 3_000
+    #: A crashed replica's partitions wait this long for a new owner: the broker's minimum (6 s by
+    #: default) keeps recovery after a SIGKILL short.
+    topic_session_timeout_ms: Annotated[int, Field(ge=1000)] = 6_000
+    topic_heartbeat_interval_ms: Annotated[int, Field(ge=100)] = 2_000
     topic_max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 90_000
     #: Keep below aiokafka's 40 s request timeout: the JoinGroup round trip lasts up to this long.
     topic_rebalance_timeout_ms: Annotated[int, Field(ge=1000, le=39_000)] = 30_000

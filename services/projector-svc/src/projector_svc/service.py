@@ -79,6 +79,8 @@ class ProjectorService:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.session_timeout_ms // 3,
         )
         sink = DeadLetterSink(self._producer, topics.events_dlq, projection=self.projection.name)
         self.runtime = ProjectorRuntime(

@@ -24,6 +24,9 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings):
     #: `/healthz` fails when the projector loop has not completed a step for this long (a step is
     #: one fetch and one batch transaction; only a hang takes this long).
     liveness_seconds: Annotated[float, Field(gt=0)] = 120.0
+    #: A crashed replica's partitions wait this long for a new owner (the broker's minimum, 6 s by
+    #: default, keeps recovery after a SIGKILL short).
+    session_timeout_ms: Annotated[int, Field(ge=1000, le=300_000)] = 6_000
     #: Seconds an event parked for a version gap waits before it is dead-lettered.
     gap_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     #: Seconds between rounds of gap expiry, replay requests and advisory Kafka commits.
