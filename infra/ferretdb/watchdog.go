@@ -13,10 +13,11 @@ import (
 // watchdog pings this FerretDB through its own listener every interval and, after `failures`
 // pings in a row went unanswered for `timeout` each (a slow answer under load is an answer), replaces the process with a fresh copy of itself (same pid, same arguments).
 //
-// Why: FerretDB v1.24 can deadlock under load. Seen here: createIndexes holds the metadata
-// registry's write lock while it waits for a PostgreSQL connection, and all 50 pooled connections
-// are held by requests queued behind that lock; from then on every command, ping included, hangs
-// until the process is restarted. In Kubernetes a liveness probe does this restart; the local
+// Why: FerretDB v1.24 can stop answering for good. Seen here: (1) a bulk update keeps each
+// statement's PostgreSQL connection until the whole bulk is done, so a bulk larger than the pool
+// waits on itself (the write store now sends small bulks); (2) createIndexes holds the metadata
+// registry's write lock while it waits for a PostgreSQL connection held by requests queued behind
+// that lock. From then on every command, ping included, hangs until the process is restarted. In Kubernetes a liveness probe does this restart; the local
 // stack has no orchestrator, so the server restarts itself. Re-executing keeps the pid that the
 // stack scripts track. Only silence counts as a miss: while PostgreSQL is down, FerretDB answers
 // pings with an error, and restarting it would not help.

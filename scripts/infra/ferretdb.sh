@@ -18,9 +18,7 @@ FERRETDB_LOG="$FERRETDB_DIR/ferretdb.log"
 FERRETDB_BACKEND="${FERRETDB_HANDLER:-postgresql}"
 # The PostgreSQL of the same stack (postgres.sh reads the same variable).
 FERRETDB_PG_PORT="${STACK_PG_PORT:-5432}"
-# pool_max_conns: FerretDB's default of 50 is the size at which it was seen to deadlock (its
-# metadata lock waiting on a pooled connection held behind that lock; see infra/ferretdb/watchdog.go).
-FERRETDB_PG_URL="postgres://cqrs:cqrs@127.0.0.1:$FERRETDB_PG_PORT/ferretdb?pool_max_conns=100"
+FERRETDB_PG_URL="postgres://cqrs:cqrs@127.0.0.1:$FERRETDB_PG_PORT/ferretdb"
 
 # ferretdb_prepare: build only when the binary is missing or a source file is newer than it.
 ferretdb_prepare() {

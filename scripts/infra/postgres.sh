@@ -97,8 +97,7 @@ _pg_write_conf() {
 listen_addresses = '$PG_HOST'
 port = $PG_PORT
 unix_socket_directories = '$PG_DIR'
-# FerretDB pools up to 100 connections (ferretdb.sh); the services and tests need the rest.
-max_connections = 300
+max_connections = 200
 shared_buffers = 256MB
 # Durability defaults on purpose: crash/recovery tests rely on committed = durable.
 fsync = on

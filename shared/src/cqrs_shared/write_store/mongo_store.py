@@ -50,6 +50,8 @@ class _Progress(monitoring.CommandListener):
 
 
 _VERSION_DIGITS = 12
+#: Statements per bulk update; see `MongoWriteStore.mark_published`.
+_MARK_BULK = 8
 _REJECTION = "rejection"
 
 
@@ -289,8 +291,10 @@ class MongoWriteStore:
     async def mark_published(self, commits: Sequence[Commit]) -> None:
         if not commits:
             return
-        # One update per `_id` in one round trip: an `_id` equality is served by an index on every
-        # store, where `_id: {$in: [...]}` is a scan of the whole history on FerretDB.
+        # One update per `_id`: an `_id` equality is served by an index on every store, where
+        # `_id: {$in: [...]}` is a scan of the whole history on FerretDB. In small bulks, because
+        # FerretDB 1.24 keeps each statement's PostgreSQL connection until the whole bulk is done
+        # (a `defer` inside its loop): a bulk larger than its pool waits on itself forever.
         updates = [
             UpdateOne(
                 {"_id": commit_key(c.aggregate_type, c.aggregate_id, c.base_version)},
@@ -299,7 +303,8 @@ class MongoWriteStore:
             for c in commits
         ]
         try:
-            await self._commits.bulk_write(updates, ordered=False)
+            for start in range(0, len(updates), _MARK_BULK):
+                await self._commits.bulk_write(updates[start : start + _MARK_BULK], ordered=False)
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
 
