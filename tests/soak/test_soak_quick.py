@@ -42,11 +42,6 @@ def run_quick_soak() -> tuple[int, str]:
 
 
 @pytest.mark.timeout(RUN_LIMIT_S + 120)
-# TEMPORARY, to be removed by the lead once the liveness fixes land: today the soak finds real
-# violations (the relay stops publishing after a cut between command-svc and FerretDB, so accepted
-# commands never reach Kafka or the read models; command-svc unavailable past the clients' 30 s;
-# recovery over 10 s after a command-svc SIGKILL). Not strict: it must start passing as they land.
-@pytest.mark.xfail(reason="liveness bugs the soak exposes; see the comment above", strict=False)
 def test_quick_soak_reports_zero_violations_within_five_minutes() -> None:
     status, output = run_quick_soak()
     print(output[-30_000:])
