@@ -8,8 +8,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: aiokafka's default `session.timeout.ms` (neither service overrides it): a consumer paused longer
-#: than this is evicted from its group, and its partitions move.
+#: At least the consumers' `session.timeout.ms` (command-svc's and projector-svc's default 6 s,
+#: aiokafka's own 10 s): a consumer paused longer is evicted from its group and its partitions move.
 CONSUMER_SESSION_TIMEOUT_S = 10.0
 
 
