@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
-from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.testing.write_store_contract import make_commit
 from cqrs_shared.write_store import Commit
 from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
@@ -31,33 +31,9 @@ CALLS = 20  # above PostgreSQL's 5 custom plans before it may switch to a generi
 
 
 def commit(aggregate_id: str, base: int, *, published: bool = True) -> Commit:
-    now = datetime.now(UTC)
-    event = EventEnvelope(
-        event_id=EventEnvelope.id_for("tally", aggregate_id, base + 1),
-        type="Counted",
-        schema_version=1,
-        aggregate_type="tally",
-        aggregate_id=aggregate_id,
-        version=base + 1,
-        occurred_at=now,
-        correlation_id="scale",
-        causation_id="scale",
-        payload={"by": 1},
-    )
-    return Commit(
-        aggregate_type="tally",
-        aggregate_id=aggregate_id,
-        base_version=base,
-        version=base + 1,
-        command_id=uuid.uuid4(),
-        command_type="Count",
-        correlation_id="scale",
-        events=[event],
-        state={"total": base + 1},
-        committed_at=now,
-        shard=hash(aggregate_id) % 64,
-        published=published,
-    )
+    """A one-event commit on `base` (the contract suite's), published or not."""
+    made = make_commit(aggregate_id, base + 1, shard=zlib.crc32(aggregate_id.encode()) % 64)
+    return made.model_copy(update={"published": published})
 
 
 def ferretdb_backend_dsn(database_url: str) -> str:
