@@ -22,6 +22,8 @@
 --   table: marking commits published leaves dead tuples behind the `published` index entries,
 --   which the relay's scan would otherwise wade through until 20 % of the history was dead.
 
+SET client_min_messages = warning;  -- re-applied on every up: "already exists, skipping" is noise
+
 CREATE OR REPLACE FUNCTION ferretdb_gin_twin(index_oid oid) RETURNS void
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -63,8 +65,12 @@ CREATE EVENT TRIGGER ferretdb_gin_twins ON ddl_command_end WHEN TAG IN ('CREATE 
   EXECUTE FUNCTION ferretdb_gin_twins_on_create_index();
 
 -- Twins for the tables FerretDB created before this file first ran.
-SELECT ferretdb_gin_twin(i.indexrelid)
-FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema');
+DO $$
+BEGIN
+  PERFORM ferretdb_gin_twin(i.indexrelid)
+  FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema');
+END
+$$;
 
 ALTER DATABASE ferretdb SET plan_cache_mode = force_custom_plan;
