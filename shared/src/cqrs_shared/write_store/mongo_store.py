@@ -191,7 +191,8 @@ class MongoWriteStore:
             await old.close()
 
     def seconds_since_progress(self) -> float:
-        """Seconds since an operation last succeeded on this store's clients."""
+        """Seconds since an operation last succeeded through the main client (the probe and lease
+        clients are not counted: they answer while the main client may be stuck)."""
         return time.monotonic() - self._progress.last_success
 
     async def probe(self) -> None:
