@@ -11,6 +11,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 #: At least the consumers' `session.timeout.ms` (command-svc's and projector-svc's default 6 s,
 #: aiokafka's own 10 s): a consumer paused longer is evicted from its group and its partitions move.
 CONSUMER_SESSION_TIMEOUT_S = 10.0
+#: Longer than the services' Kafka producers wait for an acknowledgement (aiokafka's default request
+#: timeout, 40 s): during a Kafka outage this long, a publish fails instead of waiting it out, which is
+#: when a relay that marks commits published before Kafka acknowledged them loses them.
+LONG_KAFKA_OUTAGE_S = 45.0
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ Kinds:
   rebalances while it sleeps and it wakes up holding partitions it no longer owns.
 - `crash`: SIGKILL Kafka, PostgreSQL or FerretDB (every process of it), then start it again.
 - `restart`: stop Kafka, PostgreSQL or FerretDB gracefully, then start it again.
+  In every round one Kafka outage lasts longer than the producers' request timeout, so publishing
+  fails outright instead of waiting the outage out.
 - `cut`: close the TCP proxy between one service and one dependency for 10-30 s (connections reset,
   new ones refused), then open it again.
 - `stall` (full runs): the proxy stops passing bytes for 10-30 s while every connection stays open
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cqrs_shared.testing.tcp_proxy import TcpProxy
-from soak.config import CONSUMER_SESSION_TIMEOUT_S
+from soak.config import CONSUMER_SESSION_TIMEOUT_S, LONG_KAFKA_OUTAGE_S
 from soak.private_stack import PrivateStack
 from soak.services import ServiceProcess
 
@@ -45,12 +47,13 @@ class Fault:
         verbs = {
             "kill": "SIGKILL {t}, start it again",
             "stop": "SIGSTOP {t} for {s:g} s, then SIGCONT",
-            "crash": "SIGKILL {t}, start it again",
-            "restart": "stop {t} gracefully, start it again",
+            "crash": "SIGKILL {t}, start it again{after}",
+            "restart": "stop {t} gracefully, start it again{after}",
             "cut": "cut {t} for {s:g} s",
             "stall": "stall {t} for {s:g} s",
         }
-        return verbs[self.kind].format(t=self.target, s=self.seconds)
+        after = f" after {self.seconds:g} s" if self.seconds else ""
+        return verbs[self.kind].format(t=self.target, s=self.seconds, after=after)
 
     def cost(self) -> float:
         return self.seconds + _COST.get(self.target, _COST.get(self.kind, 8.0))
@@ -68,10 +71,14 @@ def one_round(rng: random.Random, *, quick: bool) -> list[Fault]:
         faults.append(Fault("stop", service, round(seconds, 1)))
     if quick:
         graceful = set(rng.sample(INFRA, k=rng.choice((1, 2))))  # so both crash and restart occur
-        faults += [Fault("restart" if c in graceful else "crash", c) for c in INFRA]
+        faults += [
+            Fault("restart" if c in graceful else "crash", c, LONG_KAFKA_OUTAGE_S if c == "kafka" else 0.0)
+            for c in INFRA
+        ]
         faults.append(Fault("cut", rng.choice(LINKS), round(rng.uniform(10, 12), 1)))
     else:
         faults += [Fault(kind, c) for c in INFRA for kind in ("crash", "restart")]
+        faults.append(Fault(rng.choice(("crash", "restart")), "kafka", LONG_KAFKA_OUTAGE_S))
         faults += [Fault("cut", link, round(rng.uniform(10, 30), 1)) for link in LINKS]
         faults.append(Fault("stall", rng.choice(LINKS), round(rng.uniform(10, 30), 1)))
     rng.shuffle(faults)
@@ -112,7 +119,7 @@ class FaultInjector:
             finally:
                 service.resume()
         elif fault.kind in ("crash", "restart"):
-            await self._stack.restart(fault.target, graceful=fault.kind == "restart")
+            await self._stack.restart(fault.target, graceful=fault.kind == "restart", down_s=fault.seconds)
         else:
             proxy = self._proxies[fault.target]
             if fault.kind == "cut":

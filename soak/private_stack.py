@@ -158,11 +158,13 @@ class PrivateStack:
                 raise InfraError(f"{component}: processes {pids} survived SIGKILL")
             await asyncio.sleep(0.05)
 
-    async def restart(self, component: str, *, graceful: bool) -> None:
+    async def restart(self, component: str, *, graceful: bool, down_s: float = 0.0) -> None:
+        """Stop (gracefully or by SIGKILL), stay down `down_s` seconds, start again."""
         if graceful:
             await self.run(component, "down")
         else:
             await self.crash(component)
+        await asyncio.sleep(down_s)
         await self.run(component, "up")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from soak.config import CONSUMER_SESSION_TIMEOUT_S
+from soak.config import CONSUMER_SESSION_TIMEOUT_S, LONG_KAFKA_OUTAGE_S
 from soak.faults import CONSUMERS, INFRA, LINKS, SERVICES, schedule
 
 QUICK_KINDS = {"kill", "stop", "crash", "restart", "cut"}
@@ -27,6 +27,9 @@ def test_every_quick_schedule_has_each_kind_and_a_stop_past_the_session_timeout(
         long_stops = [f for f in faults if f.kind == "stop" and f.seconds > CONSUMER_SESSION_TIMEOUT_S]
         assert [f.target for f in long_stops] in ([c] for c in CONSUMERS)
         assert all(10 <= f.seconds <= 30 and f.target in LINKS for f in faults if f.kind == "cut")
+        kafka = [f for f in faults if f.target == "kafka"]
+        assert len(kafka) == 1
+        assert kafka[0].seconds == LONG_KAFKA_OUTAGE_S
 
 
 def test_a_full_schedule_repeats_rounds_of_every_fault_until_the_minutes_are_filled() -> None:
