@@ -46,7 +46,7 @@ class EventPublisher(Protocol):
 @dataclass(frozen=True, slots=True)
 class RelaySettings:
     shards: int = 64
-    lease_ttl_seconds: float = 6.0
+    lease_ttl_seconds: float = 4.0
     scan_interval_seconds: float = 1.0
     batch_size: int = 500
     #: Fresh commits waiting for Kafka; beyond this they are left to the scan (bounded memory).

@@ -71,5 +71,5 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
 
     relay_shards: Annotated[int, Field(ge=1, le=4096)] = 64
     #: A crashed replica's shards wait this long for a new publisher (renewed every third of it).
-    relay_lease_ttl_seconds: Annotated[float, Field(gt=1)] = 6.0
+    relay_lease_ttl_seconds: Annotated[float, Field(gt=1)] = 4.0
     relay_scan_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
