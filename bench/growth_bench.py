@@ -34,11 +34,11 @@ from pymongo import AsyncMongoClient
 from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 
 from bench.command_bench import make_commands, metric
+from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.auth import mint_token
 from cqrs_shared.envelopes import EventEnvelope, utc_now
 from cqrs_shared.topics import TopicNames
 from cqrs_shared.write_store import Commit, ConcurrencyConflictError, WriteStoreUnavailableError, shard_of
-from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGODB_URI = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/")

@@ -21,13 +21,13 @@ from command_svc.settings import CommandServiceSettings
 from command_svc.store_watchdog import StoreWatchdog, WatchdogSettings
 from command_svc.topic_consumer import ConsumerSettings, TopicConsumer
 from command_svc.topic_door import TopicDoor
+from command_svc.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
+from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
 from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import RETAIN_FOREVER, TopicNames, ensure_topics
 from cqrs_shared.write_store import LeaseStore, WriteStore, WriteStoreUnavailableError
-from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
-from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 log = logging.getLogger(__name__)
 

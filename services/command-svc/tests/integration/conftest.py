@@ -12,9 +12,9 @@ from fastapi import FastAPI
 
 from command_svc.app import create_app
 from command_svc.settings import CommandServiceSettings
+from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.testing.kafka_client import KafkaClient
 from cqrs_shared.topics import TopicNames
-from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 #: The same secret as the parent conftest, so its `token_for` fixture mints tokens this app accepts.
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"

@@ -12,11 +12,11 @@ import pytest
 from command_svc.domain.decider import AggregateDefinition
 from command_svc.pipeline import CommandPipeline
 from command_svc.registry import CommandRegistry
+from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.results import Accepted, Rejected, RejectionCode
 from cqrs_shared.settings import AuthSettings
 from cqrs_shared.write_store import Commit, ConcurrencyConflictError
-from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 pytestmark = pytest.mark.integration
 

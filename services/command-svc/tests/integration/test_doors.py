@@ -13,9 +13,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from fastapi import FastAPI
 
+from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.testing.kafka_client import KafkaClient
 from cqrs_shared.write_store import WriteStoreUnavailableError
-from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 pytestmark = pytest.mark.integration
 

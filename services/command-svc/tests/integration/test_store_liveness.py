@@ -21,8 +21,8 @@ import pytest
 
 from command_svc.app import create_app
 from command_svc.settings import CommandServiceSettings
+from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.testing.tcp_proxy import TcpProxy
-from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 pytestmark = pytest.mark.integration
 

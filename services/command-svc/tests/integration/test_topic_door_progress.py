@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from command_svc.app import create_app
 from command_svc.domain.decider import AggregateDefinition
 from command_svc.settings import CommandServiceSettings
+from command_svc.write_store.memory_store import MemoryWriteStore
 from cqrs_shared.testing.kafka_client import KafkaClient
 from cqrs_shared.write_store import Commit, WriteStoreUnavailableError
-from cqrs_shared.write_store.memory_store import MemoryWriteStore
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from command_svc.outbox_relay import OutboxRelay, RelaySettings
+from command_svc.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 from cqrs_shared.envelopes import EventEnvelope, utc_now
 from cqrs_shared.write_store import Commit, WriteStoreUnavailableError, shard_of
-from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 
 SHARDS = 8
 FAST = RelaySettings(shards=SHARDS, lease_ttl_seconds=3.0, scan_interval_seconds=0.05)

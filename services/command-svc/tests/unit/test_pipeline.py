@@ -14,12 +14,12 @@ from command_svc.domain.shop import SHOP_AGGREGATES
 from command_svc.intake import DeadLetter
 from command_svc.pipeline import CommandPipeline
 from command_svc.registry import CommandRegistry
+from command_svc.write_store.memory_store import MemoryWriteStore
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.results import Accepted, Rejected, RejectionCode
 from cqrs_shared.settings import AuthSettings
 from cqrs_shared.write_store import Commit, ConcurrencyConflictError
-from cqrs_shared.write_store.memory_store import MemoryWriteStore
 
 
 def command(type_: str, aggregate_id: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:

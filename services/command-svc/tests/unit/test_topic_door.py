@@ -16,11 +16,11 @@ from command_svc.intake import DeadLetter
 from command_svc.pipeline import CommandPipeline
 from command_svc.registry import CommandRegistry
 from command_svc.topic_door import TopicDoor
+from command_svc.write_store.memory_store import MemoryWriteStore
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.results import Accepted, CommandResult
 from cqrs_shared.settings import AuthSettings
 from cqrs_shared.write_store import Commit, WriteStoreUnavailableError
-from cqrs_shared.write_store.memory_store import MemoryWriteStore
 
 
 @dataclass

@@ -4,8 +4,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from command_svc.write_store.mongo_store import MongoLeaseStore, MongoWriteStore
 from cqrs_shared.testing.write_store_contract import LeaseStoreContract, WriteStoreContract
-from cqrs_shared.write_store.mongo_store import MongoLeaseStore, MongoWriteStore
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.testing.write_store_contract import make_commit
 from cqrs_shared.write_store import Commit
-from cqrs_shared.write_store.mongo_store import MongoWriteStore
 
 pytestmark = pytest.mark.integration
 

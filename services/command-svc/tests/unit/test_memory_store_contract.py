@@ -2,8 +2,8 @@ from collections.abc import Callable
 
 import pytest
 
+from command_svc.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 from cqrs_shared.testing.write_store_contract import LeaseStoreContract, WriteStoreContract
-from cqrs_shared.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 
 
 class TestMemoryWriteStore(WriteStoreContract):
