@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
-from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 
 from cqrs_shared.auth import mint_token
+from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 from cqrs_shared.topics import TopicNames, ensure_topics
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")

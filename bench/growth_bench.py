@@ -31,12 +31,12 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
-from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 
 from bench.command_bench import make_commands, metric
 from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.auth import mint_token
 from cqrs_shared.envelopes import EventEnvelope, utc_now
+from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 from cqrs_shared.topics import TopicNames
 from cqrs_shared.write_store import Commit, ConcurrencyConflictError, WriteStoreUnavailableError, shard_of
 

@@ -30,10 +30,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
-from tests.e2e.harness import ServiceProcess, free_port
 
 from cqrs_shared.envelopes import EventEnvelope, utc_now
 from cqrs_shared.testing.postgres import drop_database
+from cqrs_shared.testing.service_processes import ServiceProcess, free_port
 from cqrs_shared.topics import TopicNames
 from projector_svc.event_topics import end_offsets, partitions_of
 from projector_svc.notify import CHANNEL

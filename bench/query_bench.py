@@ -31,10 +31,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import asyncpg
-from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 
 from cqrs_shared.auth import mint_token
 from cqrs_shared.testing.postgres import drop_database
+from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 from projector_svc.builds import ensure_active_build
 from projector_svc.views.shop import ShopProjection
 from query_svc.testing import insert_rows

@@ -11,8 +11,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from cqrs_shared.auth import mint_token
+from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER
 from cqrs_shared.topics import TopicNames
-from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER
 
 CUSTOMERS = 200
 COMMANDS_PER_CUSTOMER = 10  # one registration and nine renames

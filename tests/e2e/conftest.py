@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import E2E_SECRET, ServiceProcess, Stack, free_port
+from cqrs_shared.testing.service_processes import E2E_SECRET, ServiceProcess, free_port
+from tests.e2e.harness import Stack
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from cqrs_shared.auth import mint_token
-from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess
+from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

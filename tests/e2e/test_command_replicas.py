@@ -8,9 +8,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from cqrs_shared.testing.service_processes import ServiceProcess
 from cqrs_shared.topics import TopicNames
 from tests.e2e.command_load import COMMANDS_PER_CUSTOMER, CUSTOMERS, commands, read_all, send_all
-from tests.e2e.harness import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

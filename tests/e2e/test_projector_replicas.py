@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.testing.service_processes import ServiceProcess
 from cqrs_shared.topics import TopicNames
 from projector_svc.pg import create_pool
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
@@ -22,7 +23,6 @@ from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import diff, read_rows, wait_for_offsets
 from projector_svc.views.shop import ShopProjection
-from tests.e2e.harness import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

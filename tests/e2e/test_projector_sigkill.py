@@ -12,13 +12,13 @@ import asyncpg
 import pytest
 
 from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.testing.service_processes import ServiceProcess
 from cqrs_shared.topics import TopicNames
 from projector_svc.pg import create_pool
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import diff, read_rows, stored_offsets, wait_for_offsets
-from tests.e2e.harness import ServiceProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from tests.e2e.command_load import read_all, send_all
-from tests.e2e.harness import E2E_SECRET, ServiceProcess, free_port
 
+from cqrs_shared.testing.service_processes import E2E_SECRET, ServiceProcess, free_port
 from cqrs_shared.topics import TopicNames
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
