@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit lint fmt demo bench bench-commands bench-growth bench-projector bench-query soak manifests clean
+.PHONY: help deps up down status test test-unit lint lint-ruff lint-types fmt demo bench bench-commands bench-growth bench-projector bench-query soak manifests clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -42,9 +42,14 @@ test: deps ## The whole suite (unit, integration, end-to-end) against the real s
 test-unit: deps ## Unit tests only (no servers)
 	@$(UV) run --frozen pytest -m "not integration"
 
-lint: deps ## ruff and mypy --strict
+lint: deps lint-ruff lint-types ## ruff (format check, lint) and mypy --strict on src and tests
+
+# The pre-commit hooks (.pre-commit-config.yaml) call these two targets, so both run the same checks.
+lint-ruff: ## ruff format --check and ruff check over the whole tree
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen ruff check .
+
+lint-types: ## mypy --strict over every package, bench, soak and the test trees
 	@$(UV) run --frozen mypy shared/src services/*/src cli/src bench soak conftest.py
 	@# Test trees reuse module names (conftest, test_*), so each is checked on its own.
 	@for tree in shared/tests services/*/tests cli/tests tests; do $(UV) run --frozen mypy $$tree || exit 1; done
