@@ -1,0 +1,35 @@
+"""CI and the pre-commit hooks run the checks of `make lint`, from the locked environment, offline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from tests.structure.imports import ROOT
+
+
+def _hooks() -> list[dict[str, Any]]:
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    assert [repo["repo"] for repo in config["repos"]] == ["local"], "network hooks would fetch code"
+    return [hook for repo in config["repos"] for hook in repo["hooks"]]
+
+
+def test_pre_commit_hooks_use_the_locked_tools_only() -> None:
+    for hook in _hooks():
+        assert hook["language"] == "system"
+        assert hook["entry"].startswith(("uv run --frozen ", "make lint-")), hook["id"]
+
+
+def test_pre_commit_runs_every_check_of_make_lint() -> None:
+    entries = [hook["entry"] for hook in _hooks()]
+    assert "uv run --frozen ruff format --check" in entries
+    assert "uv run --frozen ruff check" in entries
+    assert "make lint-types" in entries
+    makefile = (ROOT / "Makefile").read_text()
+    assert "lint: deps lint-ruff lint-types" in makefile
+
+
+def test_ci_runs_lint_and_the_suite() -> None:
+    steps = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("make ")]
+    assert steps[:2] == ["make lint", "make test"]
