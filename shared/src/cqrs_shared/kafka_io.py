@@ -8,16 +8,20 @@ them in that order on the topic.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.topics import TopicNames
 
 Headers = list[tuple[str, bytes]]
+
+log = logging.getLogger(__name__)
 
 
 class KafkaRecord(Protocol):
@@ -57,8 +61,17 @@ def dead_letter_headers(record: KafkaRecord, reason: str, error: str, *extra: tu
     ]
 
 
+class RecordSender(Protocol):
+    """What sends records: an `AIOKafkaProducer`, or a `RenewingProducer` around one."""
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, *, headers: Headers
+    ) -> asyncio.Future[object]: ...
+
+
 async def send_all(
-    producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes | None, bytes | None, Headers]]
+    producer: RecordSender | AIOKafkaProducer,
+    records: Sequence[tuple[str, bytes | None, bytes | None, Headers]],
 ) -> None:
     """Send (topic, key, value, headers) records and return once Kafka acknowledged all of them.
 
@@ -73,7 +86,9 @@ async def send_all(
         await asyncio.gather(*deliveries)
 
 
-def make_producer(bootstrap_servers: str, *, client_id: str, linger_ms: int = 5) -> AIOKafkaProducer:
+def make_producer(
+    bootstrap_servers: str, *, client_id: str, linger_ms: int = 5, request_timeout_ms: int = 40_000
+) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
@@ -81,7 +96,119 @@ def make_producer(bootstrap_servers: str, *, client_id: str, linger_ms: int = 5)
         acks="all",
         linger_ms=linger_ms,
         max_batch_size=256 * 1024,
+        request_timeout_ms=request_timeout_ms,
     )
+
+
+class RenewingProducer:
+    """An idempotent producer that replaces itself once one of its deliveries failed.
+
+    Why: aiokafka's idempotent producer numbers a batch when it drains it. A batch that then fails
+    (during a broker outage longer than `request_timeout_ms` it expires with no partition leader)
+    leaves a gap in the numbers; the broker refuses the partition's next batch with
+    OutOfOrderSequenceNumber, which kills the producer's sender task, and from then on every `send`
+    raises that error until the process restarts. Java's producer bumps its epoch here; aiokafka does
+    not, so the first failed delivery retires the whole producer and the next send starts a fresh one
+    (a new producer id numbers from zero). Records whose delivery failed stay the caller's to send
+    again, as before: duplicates are possible, loss is not.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], AIOKafkaProducer],
+        *,
+        on_renew: Callable[[], None] | None = None,
+        retire_timeout_seconds: float = 60.0,
+    ) -> None:
+        self._factory = factory
+        self._on_renew = on_renew
+        self._retire_timeout = retire_timeout_seconds
+        self._producer: AIOKafkaProducer | None = None
+        self._generation = 0
+        self._failed_generation = -1
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        #: How many producers were replaced after a failed delivery (tests and metrics read it).
+        self.renewals = 0
+
+    async def start(self) -> None:
+        await self._current()
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+        if self._retiring:
+            await asyncio.wait(self._retiring, timeout=self._retire_timeout)
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, *, headers: Headers
+    ) -> asyncio.Future[object]:
+        """Enqueue one record; the returned future resolves on Kafka's acknowledgement."""
+        producer, generation = await self._current()
+        try:
+            delivery: asyncio.Future[object] = await producer.send(
+                topic, value=value, key=key, headers=headers
+            )
+        except KafkaError:
+            self._failed(generation)
+            raise
+        delivery.add_done_callback(lambda done: self._observe(done, generation))
+        return delivery
+
+    async def send_all(self, records: Sequence[tuple[str, bytes | None, bytes | None, Headers]]) -> None:
+        await send_all(self, records)
+
+    async def check_ready(self) -> None:
+        """Raises unless a working producer can reach the cluster (renewing a failed one first)."""
+        producer, _ = await self._current()
+        await producer.client.fetch_all_metadata()
+
+    def _observe(self, delivery: asyncio.Future[object], generation: int) -> None:
+        if not delivery.cancelled() and isinstance(delivery.exception(), KafkaError):
+            self._failed(generation)
+
+    def _failed(self, generation: int) -> None:
+        self._failed_generation = max(self._failed_generation, generation)
+
+    async def _current(self) -> tuple[AIOKafkaProducer, int]:
+        producer = self._producer
+        if producer is not None and self._failed_generation < self._generation:
+            return producer, self._generation
+        async with self._lock:
+            if self._producer is not None and self._failed_generation < self._generation:
+                return self._producer, self._generation
+            old, self._producer = self._producer, None
+            if old is not None:
+                log.warning("Kafka producer retired after a failed delivery; starting a fresh one")
+                self._retire(old)
+            fresh = self._factory()
+            try:
+                await fresh.start()
+            except BaseException:
+                await fresh.stop()
+                raise
+            self._producer = fresh
+            self._generation += 1
+            if old is not None:
+                self.renewals += 1
+                if self._on_renew is not None:
+                    self._on_renew()
+            return fresh, self._generation
+
+    def _retire(self, producer: AIOKafkaProducer) -> None:
+        # In the background: a producer whose sender still runs flushes what it holds first (its
+        # callers' futures resolve either way), and nobody should wait for that to send again.
+        async def retire() -> None:
+            try:
+                async with asyncio.timeout(self._retire_timeout):
+                    await producer.stop()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("retired Kafka producer did not stop cleanly: %s", exc)
+
+        task = asyncio.create_task(retire(), name="kafka-producer-retire")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
 
 def to_json(message: BaseModel) -> bytes:
@@ -99,7 +226,7 @@ def event_headers(event: EventEnvelope) -> Headers:
 class KafkaEventPublisher:
     """Publishes events to `events.<aggregate type>`, keyed by aggregate id, and awaits every ack."""
 
-    def __init__(self, producer: AIOKafkaProducer, topics: TopicNames) -> None:
+    def __init__(self, producer: RecordSender | AIOKafkaProducer, topics: TopicNames) -> None:
         self._producer = producer
         self._topics = topics
 

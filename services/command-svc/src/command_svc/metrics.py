@@ -10,6 +10,9 @@ STORE_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 DEAD_LETTERS = Counter("cqrs_command_dead_letters_total", "Records sent to the commands DLQ", ["reason"])
+PRODUCER_RENEWALS = Counter(
+    "cqrs_kafka_producer_renewals_total", "Kafka producers replaced after a failed delivery"
+)
 RELAY_PUBLISHED = Counter("cqrs_relay_events_published_total", "Events published by the outbox relay")
 RELAY_LAG = Gauge("cqrs_relay_unpublished_commits", "Commits found unpublished by the last recovery scan")
 RELAY_SHARDS_OWNED = Gauge("cqrs_relay_shards_owned", "Relay shards this replica holds a lease on")

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import AIOKafkaProducer
-
 from command_svc.intake import DeadLetter
 from command_svc.metrics import DEAD_LETTERS
-from cqrs_shared.kafka_io import KafkaRecord, dead_letter_headers, to_json
+from cqrs_shared.kafka_io import KafkaRecord, RecordSender, dead_letter_headers, to_json
 from cqrs_shared.results import Accepted, Rejected
 from cqrs_shared.topics import TopicNames
 
 
 class ResultsPublisher:
-    def __init__(self, producer: AIOKafkaProducer, topics: TopicNames) -> None:
+    def __init__(self, producer: RecordSender, topics: TopicNames) -> None:
         self._producer = producer
         self._topics = topics
 
     async def send_outcome(self, outcome: Accepted | Rejected) -> asyncio.Future[object]:
         """Enqueue the outcome; await the returned future for Kafka's acknowledgement."""
-        return await self._producer.send(  # type: ignore[no-any-return]  # aiokafka is untyped
+        return await self._producer.send(
             self._topics.command_results,
             value=to_json(outcome),
             key=str(outcome.command_id).encode(),
@@ -34,6 +32,6 @@ class ResultsPublisher:
         """The raw record, unchanged, with why it was refused and where it came from in headers."""
         DEAD_LETTERS.labels(problem.reason).inc()
         headers = dead_letter_headers(record, problem.reason, problem.detail)
-        return await self._producer.send(  # type: ignore[no-any-return]  # aiokafka is untyped
+        return await self._producer.send(
             self._topics.commands_dlq, value=record.value, key=record.key, headers=headers
         )

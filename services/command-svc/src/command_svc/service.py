@@ -10,9 +10,9 @@ import asyncio
 import itertools
 import logging
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from command_svc.metrics import PRODUCER_RENEWALS
 from command_svc.outbox_relay import OutboxRelay, RelaySettings
 from command_svc.pipeline import CommandPipeline
 from command_svc.registry import CommandRegistry
@@ -24,7 +24,7 @@ from command_svc.topic_door import TopicDoor
 from command_svc.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.auth import TokenVerifier
-from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
+from cqrs_shared.kafka_io import KafkaEventPublisher, RenewingProducer, make_producer
 from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import RETAIN_FOREVER, TopicNames, ensure_topics
 from cqrs_shared.write_store import LeaseStore, WriteStore, WriteStoreUnavailableError
@@ -41,7 +41,7 @@ class CommandService:
         self._topic_door: TopicConsumer | None = None
         self._mongo: MongoWriteStore | None = None
         self._watchdog: StoreWatchdog | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: RenewingProducer | None = None
         self._relay: OutboxRelay | None = None
         #: What `/healthz` reports: the loops that must keep turning, and wedged clients.
         self.liveness = LivenessMonitor()
@@ -89,7 +89,11 @@ class CommandService:
             configs=dict.fromkeys(history, RETAIN_FOREVER),
         )
         self.store, leases = await self._open_stores()
-        self._producer = make_producer(settings.kafka_bootstrap_servers, client_id=self._client_id)
+        # One producer for events, outcomes and dead letters, renewed after a failed delivery.
+        self._producer = RenewingProducer(
+            lambda: make_producer(settings.kafka_bootstrap_servers, client_id=self._client_id),
+            on_renew=PRODUCER_RENEWALS.inc,
+        )
         await self._producer.start()
         self.relay = self._relay = OutboxRelay(
             self.store,
@@ -199,7 +203,7 @@ class CommandService:
     async def kafka_ready(self) -> None:
         if self._producer is None:
             raise RuntimeError("the producer is not started")
-        await self._producer.client.fetch_all_metadata()
+        await self._producer.check_ready()
         if self._topic_door is None:
             raise RuntimeError("the topic door is not started")
         self._topic_door.check_member()
