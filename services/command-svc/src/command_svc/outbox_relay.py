@@ -77,6 +77,8 @@ class OutboxRelay:
         self._owned: set[int] = set()
         self._fresh: asyncio.Queue[Commit] = asyncio.Queue(maxsize=settings.fresh_queue_size)
         self._scan_requested = True
+        #: The last scan returned a full batch: more unpublished commits are waiting behind it.
+        self._backlog_left = False
         self._last_scan = 0.0
         self._published_upto: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
@@ -189,7 +191,11 @@ class OutboxRelay:
             batch: list[Commit] = []
             try:
                 batch = await self._next_batch()
-                await self._publish(batch)
+                published = await self._publish(batch)
+                if published and self._backlog_left:
+                    # A full scan means more is waiting (a restart into a backlog, a healed outage):
+                    # drain it at Kafka's pace instead of one scan per interval.
+                    self._scan_requested = True
             except Exception:
                 # Kafka or the store is down: nothing was marked, the recovery scan will find it all.
                 log.exception("relay failed to publish %d commits; retrying from the store", len(batch))
@@ -218,6 +224,7 @@ class OutboxRelay:
             self._scan_requested = False
             self._last_scan = time.monotonic()
             pending = await self._store.unpublished(self._owned, self._settings.batch_size)
+            self._backlog_left = len(pending) >= self._settings.batch_size
             RELAY_LAG.set(len(pending))
             batch.extend(pending)
         return batch
@@ -227,12 +234,13 @@ class OutboxRelay:
             self._scan_requested or time.monotonic() - self._last_scan >= self._settings.scan_interval_seconds
         )
 
-    async def _publish(self, batch: Sequence[Commit]) -> None:
+    async def _publish(self, batch: Sequence[Commit]) -> int:
+        """Publish what this replica owns of `batch`, in order per stream; how many commits it published."""
         if not self._leases_valid():
             log.warning(
                 "relay leases not renewed in time; leaving %d commits to the recovery scan", len(batch)
             )
-            return
+            return 0
         ordered: list[Commit] = []
         # Highest version per stream known to be published, or queued ahead in this batch.
         upto: dict[tuple[str, str], int] = {}
@@ -255,7 +263,7 @@ class OutboxRelay:
             if known is not None:
                 upto[stream] = known
         if not ordered:
-            return
+            return 0
         await self._publisher.publish([event for commit in ordered for event in commit.events])
         for commit in ordered:
             self._remember(commit)
@@ -265,6 +273,7 @@ class OutboxRelay:
         except WriteStoreUnavailableError as exc:
             # Published but not marked: the scan will publish them again, a counted duplicate.
             log.warning("relay could not mark %d commits published: %s", len(ordered), exc)
+        return len(ordered)
 
     def _remember(self, commit: Commit) -> None:
         stream = (commit.aggregate_type, commit.aggregate_id)

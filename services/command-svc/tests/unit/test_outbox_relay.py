@@ -234,3 +234,18 @@ async def test_commits_beyond_the_hand_over_queue_are_published_by_the_scan() ->
         assert len({e.aggregate_id for e in publisher.published}) == 30
     finally:
         await relay.stop()
+
+
+async def test_a_backlog_larger_than_one_scan_drains_without_waiting_a_scan_interval_per_batch() -> None:
+    store, publisher = MemoryWriteStore(), RecordingPublisher()
+    for aggregate in [f"backlog-{i}" for i in range(100)]:
+        await store_and_notify(store, None, make_commit(aggregate, 1))  # a restart into a backlog
+    # One scan every minute, ten commits per scan: ten scans' worth must not take ten minutes.
+    settings = RelaySettings(shards=SHARDS, lease_ttl_seconds=3.0, scan_interval_seconds=60.0, batch_size=10)
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=settings)
+    await relay.start()
+    try:
+        await eventually(lambda: len(publisher.published) == 100, timeout=5)
+        assert await store.unpublished(range(SHARDS), 1000) == []
+    finally:
+        await relay.stop()
