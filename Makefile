@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit lint lint-ruff lint-types fmt demo bench bench-commands bench-growth bench-projector bench-query soak manifests clean
+.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-commands bench-growth bench-projector bench-query soak manifests clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ test: deps ## The whole suite (unit, integration, end-to-end) against the real s
 
 test-unit: deps ## Unit tests only (no servers)
 	@$(UV) run --frozen pytest -m "not integration"
+
+test-pythons: deps ## The unit suite on Python 3.12 and 3.13 too (each in .venvs/, where installed)
+	@UV="$(UV)" scripts/test-pythons.sh
 
 lint: deps lint-ruff lint-types ## ruff (format check, lint) and mypy --strict on src and tests
 

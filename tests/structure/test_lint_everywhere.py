@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from typing import Any
 
 import yaml
@@ -30,6 +31,18 @@ def test_pre_commit_runs_every_check_of_make_lint() -> None:
     assert "lint: deps lint-ruff lint-types" in makefile
 
 
-def test_ci_runs_lint_and_the_suite() -> None:
+def test_ci_runs_lint_the_suite_and_the_other_pythons() -> None:
     steps = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("make ")]
-    assert steps[:2] == ["make lint", "make test"]
+    assert steps == ["make lint", "make test", "make test-pythons"]
+
+
+def test_checks_target_the_lowest_supported_python() -> None:
+    """Code that passes ruff and mypy for 3.11 runs on 3.11: neither may assume a newer Python."""
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert root["project"]["requires-python"].startswith(">=3.11,")
+    assert root["tool"]["ruff"]["target-version"] == "py311"
+    assert root["tool"]["mypy"]["python_version"] == "3.11"
+    members = [ROOT / "shared", ROOT / "cli", *sorted((ROOT / "services").glob("*-svc"))]
+    for member in members:
+        project = tomllib.loads((member / "pyproject.toml").read_text())["project"]
+        assert project["requires-python"].startswith(">=3.11"), member.name
