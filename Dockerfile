@@ -9,7 +9,7 @@
 #   docker build --secret id=ssl_ca,src=/etc/ssl/certs/ca-certificates.crt ...
 # It is mounted only while dependencies download and never lands in a layer.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
 FROM ${UV_IMAGE} AS uv
 

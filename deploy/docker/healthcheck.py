@@ -19,10 +19,10 @@ def main() -> int:
     variable = service.upper().replace("-", "_") + "_PORT"
     port = int(os.environ.get(variable, DEFAULT_PORTS[service]))
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:  # noqa: S310  # fixed scheme
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
             return 0 if response.status == 200 else 1
     except (urllib.error.URLError, OSError) as exc:
-        print(f"{service} not ready: {exc}", file=sys.stderr)
+        sys.stderr.write(f"{service} not ready: {exc}\n")
         return 1
 
 

@@ -51,6 +51,7 @@ module_src() {
   dir="$(go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
   [[ -n "$dir" ]] || die "go mod download $1 gave no directory"
   rm -rf "$2"
+  mkdir -p "$(dirname "$2")"
   cp -r "$dir" "$2"
   chmod -R u+w "$2"
 }
