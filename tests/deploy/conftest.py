@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from cqrs_shared.testing.service_processes import E2E_SECRET, free_port
 from tests.deploy.containers import Container, Engine, EngineUnavailableError, build_images, connect
-from tests.e2e.harness import E2E_SECRET, free_port
 
 
 @pytest.fixture(scope="session")

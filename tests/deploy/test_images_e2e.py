@@ -21,10 +21,10 @@ from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from cqrs_shared.auth import mint_token
+from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER
 from cqrs_shared.topics import TopicNames
 from tests.deploy.containers import Container
 from tests.e2e.command_load import COMMANDS_PER_CUSTOMER, CUSTOMERS, commands, read_all, send_all
-from tests.e2e.harness import AUDIENCE, E2E_SECRET, ISSUER
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(900)]
 
