@@ -2,3 +2,23 @@
 
 Imported by every service, never run on its own. Nothing here connects anywhere at import time.
 """
+
+# Every module is public: this package is the library the services, tools and tests share. Modules
+# with an `__all__` of their own export exactly those names.
+__all__ = [
+    "auth",
+    "consistency",
+    "contracts",
+    "envelopes",
+    "kafka_io",
+    "liveness",
+    "logging_setup",
+    "messages",
+    "problems",
+    "results",
+    "service_http",
+    "settings",
+    "testing",
+    "topics",
+    "write_store",
+]

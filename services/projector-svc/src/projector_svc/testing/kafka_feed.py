@@ -15,7 +15,7 @@ from cqrs_shared.topics import TopicNames
 from projector_svc.event_topics import PartitionEnds, end_offsets, read_all
 from projector_svc.testing.shop_history import ShopHistory
 
-__all__ = ["EventFeed", "PartitionEnds", "end_offsets", "read_all"]
+__all__ = ["EventFeed", "PartitionEnds", "end_offsets", "keep_sending", "read_all"]
 
 
 class EventFeed:
