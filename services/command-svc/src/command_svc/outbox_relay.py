@@ -154,11 +154,12 @@ class OutboxRelay:
 
     async def _balance_leases(self) -> None:
         ttl = self._settings.lease_ttl_seconds
-        started = time.monotonic()
         await self._leases.heartbeat(self._member, ttl)
         members = await self._leases.live_members()
         target = math.ceil(self._settings.shards / max(1, len(members)))
         names = {_lease(shard): shard for shard in self._owned}
+        # Every lease held after this round was renewed or acquired after this moment.
+        valid_from = time.monotonic()
         held = await self._leases.renew(set(names), self._member, ttl)
         for name, shard in names.items():
             if name not in held:
@@ -169,13 +170,15 @@ class OutboxRelay:
             self._owned.discard(shard)
         gained = False
         for shard in range(self._settings.shards):
-            if len(self._owned) >= target:
+            # Acquiring is one call per shard: on a slow store, acquiring them all in one round
+            # would outlast the TTL of those renewed above. The next round takes the rest.
+            if len(self._owned) >= target or time.monotonic() - valid_from > ttl / 4:
                 break
             if shard not in self._owned and await self._leases.acquire(_lease(shard), self._member, ttl):
                 self._owned.add(shard)
                 gained = True
-        # Leases were valid from before this round's first call; keep a margin for clock drift.
-        self._valid_until = started + ttl * 0.8
+        # Keep a margin for clock drift between this process and the store.
+        self._valid_until = valid_from + ttl * 0.8
         if gained:
             self._scan_requested = True  # a new shard may hold commits its previous owner never published
         RELAY_SHARDS_OWNED.set(len(self._owned))

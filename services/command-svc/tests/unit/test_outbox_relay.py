@@ -249,3 +249,31 @@ async def test_a_backlog_larger_than_one_scan_drains_without_waiting_a_scan_inte
         assert await store.unpublished(range(SHARDS), 1000) == []
     finally:
         await relay.stop()
+
+
+class SlowLeases(MemoryLeaseStore):
+    """Every acquisition takes `delay` seconds, as one round trip each to a store under load does."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def acquire(self, name: str, owner: str, ttl_seconds: float) -> bool:
+        await asyncio.sleep(self.delay)
+        return await super().acquire(name, owner, ttl_seconds)
+
+
+async def test_a_store_too_slow_to_acquire_every_shard_within_a_ttl_still_lets_the_relay_publish() -> None:
+    # Acquiring all 8 shards takes 2.4 s, longer than the 1.5 s TTL: a relay that takes every
+    # shard in one round holds leases that expired while it was still acquiring, and never publishes.
+    store, publisher = MemoryWriteStore(), RecordingPublisher()
+    settings = RelaySettings(shards=SHARDS, lease_ttl_seconds=1.5, scan_interval_seconds=0.05)
+    relay = OutboxRelay(store, SlowLeases(0.3), publisher, member_id="r1", settings=settings)
+    await relay.start()
+    try:
+        for aggregate in [f"slow-{i}" for i in range(40)]:
+            await store_and_notify(store, relay, make_commit(aggregate, 1))
+        await eventually(lambda: len(publisher.published) == 40, timeout=10)
+        assert relay.owned_shards == frozenset(range(SHARDS))
+    finally:
+        await relay.stop()
