@@ -208,6 +208,12 @@ async def _converge(
 
 
 async def _check(config: SoakConfig, system: System, report: Report, ledger: Ledger) -> None:
+    # Stop the services first: a system still working (a run that did not converge) would store a
+    # commit and publish its outcome between the store read and the Kafka read, and the checker
+    # would report an outcome whose commit "is missing". Stopped, the three sources agree in time.
+    await system.supervisor.close()
+    for service in system.services.values():
+        await service.stop()
     say("checking Kafka, the write store and PostgreSQL against what the clients were told")
     observed = await observe(
         system.stack.kafka_bootstrap,
