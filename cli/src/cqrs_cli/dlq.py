@@ -19,7 +19,7 @@ import typer
 from cqrs_shared.topics import TopicNames
 from projector_svc.event_topics import read_all
 from projector_svc.operations import ParkedEvent, list_parked, request_replay, wait_for_replay
-from projector_svc.pg import create_pool
+from projector_svc.pg import pool_for
 from projector_svc.settings import ProjectorSettings
 
 app = typer.Typer(help="Inspect and replay dead-lettered and parked events.", no_args_is_help=True)
@@ -53,7 +53,7 @@ def _dump(parked: list[ParkedEvent]) -> str:
 
 
 async def _list(view: str, reason: str | None, keys: list[tuple[str, str]], limit: int) -> list[ParkedEvent]:
-    pool = await create_pool(ProjectorSettings().database_url.get_secret_value(), max_size=1)
+    pool = await pool_for(ProjectorSettings(), max_size=1)
     try:
         async with pool.acquire() as connection:
             return await list_parked(connection, view, reason=reason, aggregates=keys, limit=limit)
@@ -80,7 +80,7 @@ def list_(
 
 
 async def _replay(view: str, keys: list[tuple[str, str]], wait: float) -> tuple[list[Any], list[ParkedEvent]]:
-    pool = await create_pool(ProjectorSettings().database_url.get_secret_value(), max_size=1)
+    pool = await pool_for(ProjectorSettings(), max_size=1)
     try:
         async with pool.acquire() as connection:
             marked = await request_replay(connection, view, keys)

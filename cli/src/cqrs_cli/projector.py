@@ -11,7 +11,7 @@ from cqrs_shared.topics import TopicNames
 from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, list_builds
 from projector_svc.event_topics import end_offsets
 from projector_svc.operations import parked_counts
-from projector_svc.pg import create_pool
+from projector_svc.pg import pool_for
 from projector_svc.positions import stored_offsets
 from projector_svc.projection import Projection
 from projector_svc.rebuild import RebuildAlreadyRunningError, RebuildOptions, rebuild
@@ -79,7 +79,7 @@ async def _status(
 ) -> tuple[list[BuildInfo], dict[tuple[str, int], tuple[int, int]], dict[str, int]]:
     settings = ProjectorSettings()
     projection = projection_named(view)
-    pool = await create_pool(settings.database_url.get_secret_value(), max_size=1)
+    pool = await pool_for(settings, max_size=1)
     try:
         async with pool.acquire() as connection:
             builds = await list_builds(connection, view)
@@ -111,7 +111,7 @@ def status(view: ViewArgument) -> None:
 
 
 async def _prune(view: str) -> list[Build]:
-    pool = await create_pool(ProjectorSettings().database_url.get_secret_value(), max_size=1)
+    pool = await pool_for(ProjectorSettings(), max_size=1)
     try:
         async with pool.acquire() as connection:
             retired = [b.build for b in await list_builds(connection, view) if b.status == "retired"]

@@ -33,7 +33,7 @@ from projector_svc.builds import (
     migrate_build,
 )
 from projector_svc.dead_letters import DeadLetterSink
-from projector_svc.pg import Connection, create_pool
+from projector_svc.pg import Connection, pool_for
 from projector_svc.positions import PartitionKey, stored_offsets
 from projector_svc.projection import Projection
 from projector_svc.replayer import Progress, Replayer, SwapTimeoutError
@@ -69,7 +69,7 @@ async def rebuild(
 ) -> Build:
     """Build `projection` again from the event topics' history and (by default) swap it in."""
     topics = await prepare_topics(settings, projection)
-    pool = await create_pool(settings.database_url.get_secret_value(), max_size=3)
+    pool = await pool_for(settings, max_size=3)
     producer = make_producer(settings.kafka_bootstrap_servers, client_id="projector-rebuild")
     await producer.start()
     lock_key = f"rebuild:{projection.name}"
@@ -103,7 +103,7 @@ async def catch_up(
     """Project into one given build from its stored offsets up to the end, without activating it
     (e.g. to finish a retired build and compare it with the active one)."""
     topics = await prepare_topics(settings, projection)
-    pool = await create_pool(settings.database_url.get_secret_value(), max_size=2)
+    pool = await pool_for(settings, max_size=2)
     producer = make_producer(settings.kafka_bootstrap_servers, client_id="projector-catch-up")
     await producer.start()
     try:

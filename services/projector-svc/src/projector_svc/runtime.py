@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError
 from cqrs_shared.envelopes import utc_now
 from cqrs_shared.kafka_io import KafkaRecord
 from cqrs_shared.liveness import Heartbeat
+from cqrs_shared.pg_failover import acquire
 from cqrs_shared.topics import TopicNames
 from projector_svc import positions
 from projector_svc.batch import BatchApplier, Outcome
@@ -253,7 +254,9 @@ class ProjectorRuntime:
                 log.debug("advisory offset commit skipped: %r", exc)
 
     async def _transact(self, work: Callable[[Connection, str], Awaitable[T]]) -> T:
-        async with self._batch_lock, self._pool.acquire() as connection:
+        # A connection on a read-only node or ended by a failover is dropped (`acquire`) and the
+        # batch retried by `step` on a fresh one.
+        async with self._batch_lock, acquire(self._pool) as connection:
             for attempt in range(self._settings.max_retries):
                 try:
                     async with connection.transaction(isolation="serializable"):

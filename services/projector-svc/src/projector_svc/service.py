@@ -18,7 +18,7 @@ from cqrs_shared.topics import TopicNames
 from projector_svc.builds import ensure_active_build
 from projector_svc.dead_letters import DeadLetterSink
 from projector_svc.event_topics import ensure_kept_forever
-from projector_svc.pg import create_pool
+from projector_svc.pg import pool_for
 from projector_svc.projection import Projection
 from projector_svc.runtime import ProjectorRuntime, RuntimeSettings
 from projector_svc.settings import ProjectorSettings
@@ -67,7 +67,7 @@ class ProjectorService:
     async def start(self) -> None:
         settings = self.settings
         topics = await prepare_topics(settings, self.projection)
-        self.pool = await create_pool(settings.database_url.get_secret_value(), max_size=settings.pool_size)
+        self.pool = await pool_for(settings, max_size=settings.pool_size)
         async with self.pool.acquire() as connection:
             build = await ensure_active_build(connection, self.projection)
         log.info("projecting %s into %s", self.projection.name, build.schema)

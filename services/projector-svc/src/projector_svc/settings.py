@@ -6,10 +6,11 @@ from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr
 
+from cqrs_shared.postgres_connect import PostgresConnectSettings
 from cqrs_shared.settings import KafkaSettings, ObservabilitySettings, settings_config
 
 
-class ProjectorSettings(KafkaSettings, ObservabilitySettings):
+class ProjectorSettings(KafkaSettings, ObservabilitySettings, PostgresConnectSettings):
     model_config = settings_config("PROJECTOR_SVC_")
 
     host: str = "0.0.0.0"  # noqa: S104  # a container's port is only reachable on all interfaces

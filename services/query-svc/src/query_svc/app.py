@@ -61,6 +61,7 @@ def _reader(settings: QuerySettings) -> Reader:
         max_size=settings.pool_size,
         statement_timeout_ms=settings.statement_timeout_ms,
         acquire_timeout=settings.pool_acquire_timeout_ms / 1000,
+        connect=settings.connect_options(),
     )
 
 
@@ -87,6 +88,7 @@ def create_app(
         settings.notify_channel,
         hub,
         keepalive_seconds=settings.listener_keepalive_seconds,
+        connect=settings.connect_options(),
     )
     engine = ReadEngine(reader, ConsistencyWaiter(hub, reader), _cursor_codec(settings))
 

@@ -25,6 +25,8 @@ from typing import TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from cqrs_shared.pg_failover import acquire
+from cqrs_shared.postgres_connect import PLAIN, ConnectOptions
 from cqrs_shared.problems import ProblemError
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,13 @@ async def _init_connection(connection: asyncpg.Connection[asyncpg.Record]) -> No
 
 
 async def create_reader_pool(
-    dsn: str, *, min_size: int, max_size: int, statement_timeout_ms: int, application_name: str = "query-svc"
+    dsn: str,
+    *,
+    min_size: int,
+    max_size: int,
+    statement_timeout_ms: int,
+    application_name: str = "query-svc",
+    connect: ConnectOptions = PLAIN,
 ) -> asyncpg.Pool[asyncpg.Record]:
     """A pool whose every session is read-only and time-limited; it opens `min_size` connections
     before returning and keeps that many, reconnecting in the background (asyncpg 0.32)."""
@@ -81,6 +89,7 @@ async def create_reader_pool(
             "statement_timeout": str(statement_timeout_ms),
             "idle_in_transaction_session_timeout": str(max(statement_timeout_ms * 5, 10_000)),
         },
+        **connect.for_dsn(dsn),
     )
     if pool is None:  # asyncpg's typing allows it; an awaited create_pool always returns the pool
         raise RuntimeError("asyncpg.create_pool returned no pool")
@@ -91,9 +100,17 @@ class Reader:
     """Hands out reader connections for one request and turns database failures into problems."""
 
     def __init__(
-        self, dsn: str, *, min_size: int, max_size: int, statement_timeout_ms: int, acquire_timeout: float
+        self,
+        dsn: str,
+        *,
+        min_size: int,
+        max_size: int,
+        statement_timeout_ms: int,
+        acquire_timeout: float,
+        connect: ConnectOptions = PLAIN,
     ) -> None:
         self._dsn = dsn
+        self._connect = connect
         self._sizes = (min_size, max_size)
         self._statement_timeout_ms = statement_timeout_ms
         self._acquire_timeout = acquire_timeout
@@ -114,6 +131,7 @@ class Reader:
             min_size=min_size,
             max_size=self._sizes[1],
             statement_timeout_ms=self._statement_timeout_ms,
+            connect=self._connect,
         )
 
     async def close(self) -> None:
@@ -140,7 +158,9 @@ class Reader:
     async def connection(self) -> AsyncIterator[Connection]:
         """A connection of the pool for one read; every database failure leaves as a `ProblemError`."""
         try:
-            async with self.pool.acquire(timeout=self._acquire_timeout) as connection:
+            # A connection ended by a failover is dropped with the rest of the pool (`acquire`),
+            # so the next request reconnects to whatever node the reader endpoint names now.
+            async with acquire(self.pool, acquire_timeout=self._acquire_timeout) as connection:
                 yield connection
         except TimeoutError as exc:
             raise ProblemError(

@@ -19,6 +19,7 @@ import logging
 
 import asyncpg
 
+from cqrs_shared.postgres_connect import PLAIN, ConnectOptions
 from query_svc.database import UNAVAILABLE, Connection
 from query_svc.hub import ChangeHub
 from query_svc.metrics import LISTENER_CONNECTED, LISTENER_RECONNECTS
@@ -38,8 +39,10 @@ class ProjectionListener:
         *,
         keepalive_seconds: float = 10.0,
         max_backoff_seconds: float = 5.0,
+        connect: ConnectOptions = PLAIN,
     ) -> None:
         self._dsn = dsn
+        self._connect = connect
         self._channel = channel
         self._hub = hub
         self._keepalive = keepalive_seconds
@@ -74,7 +77,10 @@ class ProjectionListener:
         while not self._stopping.is_set():
             try:
                 connection = await asyncpg.connect(
-                    self._dsn, timeout=5, server_settings={"application_name": "query-svc-listener"}
+                    self._dsn,
+                    timeout=5,
+                    server_settings={"application_name": "query-svc-listener"},
+                    **self._connect.for_dsn(self._dsn),
                 )
             except _FAILURES as exc:
                 log.warning(

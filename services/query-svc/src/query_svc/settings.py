@@ -6,12 +6,13 @@ from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 
+from cqrs_shared.postgres_connect import PostgresConnectSettings
 from cqrs_shared.settings import AuthSettings, ObservabilitySettings, settings_config
 
 _DEV_DSN = SecretStr("postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
 
 
-class QuerySettings(AuthSettings, ObservabilitySettings):
+class QuerySettings(AuthSettings, ObservabilitySettings, PostgresConnectSettings):
     model_config = settings_config("QUERY_SVC_")
 
     host: str = "0.0.0.0"  # noqa: S104  # a container's port is only reachable on all interfaces

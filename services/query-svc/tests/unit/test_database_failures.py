@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from cqrs_shared.pg_failover import is_failover
 from cqrs_shared.problems import ProblemError
 from query_svc import database
 from query_svc.database import Reader
@@ -32,18 +33,30 @@ OUTAGES = [
 ]
 
 
+class FakeConnection:
+    terminated = False
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
 class FailingPool:
     """A pool whose acquire (connecting) or whose statement (reading) raises `error`."""
 
     def __init__(self, error: Exception, *, on: str) -> None:
         self.error = error
         self.on = on
+        self.connection = FakeConnection()
+        self.expired = False
 
     @asynccontextmanager
-    async def acquire(self, *, timeout: float | None = None) -> AsyncIterator[object]:
+    async def acquire(self, *, timeout: float | None = None) -> AsyncIterator[FakeConnection]:
         if self.on == "acquire":
             raise self.error
-        yield object()
+        yield self.connection
+
+    async def expire_connections(self) -> None:
+        self.expired = True
 
 
 async def _reader_over(pool: FailingPool, monkeypatch: pytest.MonkeyPatch) -> Reader:
@@ -63,13 +76,17 @@ async def _reader_over(pool: FailingPool, monkeypatch: pytest.MonkeyPatch) -> Re
 async def test_an_unavailable_database_is_a_503_with_retry_after(
     error: Exception, on: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reader = await _reader_over(FailingPool(error, on=on), monkeypatch)
+    pool = FailingPool(error, on=on)
+    reader = await _reader_over(pool, monkeypatch)
     with pytest.raises(ProblemError) as problem:
         async with reader.connection():
             raise error
     assert problem.value.status == 503
     assert problem.value.headers == {"Retry-After": "1"}
     assert problem.value.__cause__ is error
+    # A connection a failover ended is never handed out again, nor are its pool siblings.
+    dropped = on == "statement" and is_failover(error)
+    assert (pool.connection.terminated, pool.expired) == (dropped, dropped)
 
 
 @pytest.mark.parametrize("error", OUTAGES, ids=lambda e: type(e).__name__)
