@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -38,8 +39,10 @@ def _as_server_user(*argv: str) -> list[str]:
 class PrivatePostgres:
     """One PostgreSQL cluster of the test's own on 127.0.0.1; `dsn` names its `postgres` database."""
 
-    def __init__(self, bin_dir: Path = BIN_DIR) -> None:
+    def __init__(self, bin_dir: Path = BIN_DIR, *, settings: Mapping[str, str] | None = None) -> None:
         self._bin = bin_dir
+        #: Extra server settings (`-c name=value`), e.g. TLS files or an `hba_file` of the test's.
+        self._settings = dict(settings or {})
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="query-svc-pg-"))
         self._data = self.directory / "data"
@@ -72,6 +75,7 @@ class PrivatePostgres:
                     str(self._bin / "postgres"),
                     *("-D", str(self._data), "-p", str(self.port), "-k", str(self.directory)),
                     *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=50"),
+                    *(arg for name, value in self._settings.items() for arg in ("-c", f"{name}={value}")),
                 ),
                 stdout=output,
                 stderr=output,
