@@ -6,7 +6,9 @@ the same flags lists exactly the distributions it carries. Two checks over that 
   and in no other;
 - every module a package ships (its `testing` helpers aside, which only test environments import)
   imports only the standard library and distributions its image carries, so no image fails at
-  import time on a dependency that only the development environment happens to have.
+  import time on a dependency that only the development environment happens to have. The few
+  shared modules that need one of cqrs-shared's extras (`EXTRA_MODULES`) are checked against that
+  extra, and every package that imports one of them must install the extra itself.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ import pytest
 from tests.structure.imports import ROOT, imports_in
 
 WRITE_STORE_DRIVERS = {"pymongo", "aiobotocore", "botocore"}
+#: cqrs_shared modules that need an extra of cqrs-shared. `rds_iam` is imported only when IAM
+#: authentication is on (by `postgres_connect`, inside a function), so an image without the extra
+#: starts and explains what is missing when asked for IAM.
+EXTRA_MODULES = {"pg_failover": "postgres", "rds_iam": "aws"}
 #: Distribution name -> the source tree of its one top-level package.
 WORKSPACE = {
     "cqrs-shared": ROOT / "shared/src/cqrs_shared",
@@ -39,12 +45,13 @@ def _normalize(name: str) -> str:
 
 
 @cache
-def locked_distributions(package: str) -> frozenset[str]:
+def locked_distributions(package: str, extra: str | None = None) -> frozenset[str]:
     """The distributions `uv sync --frozen --no-dev --package <package>` installs (workspace ones too)."""
     # The Makefile falls back to `python -m uv` where no `uv` is on PATH; so does this.
     uv = [found] if (found := shutil.which("uv")) else [sys.executable, "-m", "uv"]
+    extras = ["--extra", extra] if extra else []
     exported = subprocess.run(
-        [*uv, "export", "--frozen", "--no-dev", "--no-hashes", "--package", package],
+        [*uv, "export", "--frozen", "--no-dev", "--no-hashes", "--package", package, *extras],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -94,7 +101,8 @@ def test_shipped_modules_import_only_what_the_image_carries(package: str) -> Non
         top = found.module.split(".")[0]
         if top in sys.stdlib_module_names or top == "__future__":
             continue
-        if not provided.get(top, set()) & locked:
+        extra = EXTRA_MODULES.get(found.path.stem) if package == "cqrs-shared" else None
+        if not provided.get(top, set()) & (locked_distributions(package, extra) if extra else locked):
             missing.append(f"{found.path.relative_to(ROOT)}:{found.line} imports {found.module}")
     assert missing == []
 
@@ -105,3 +113,22 @@ def test_the_import_check_sees_an_undeclared_import() -> None:
     pymongo_imports = [i for i in imports_in(WORKSPACE["command-svc"]) if i.module.split(".")[0] == "pymongo"]
     assert pymongo_imports
     assert not provided["pymongo"] & locked_distributions("query-svc")
+
+
+def _shared_modules_named(module: str, names: tuple[str, ...]) -> list[str]:
+    """The cqrs_shared modules an import statement names (`cqrs_shared.x` or `from cqrs_shared import x`)."""
+    if module == "cqrs_shared":
+        return list(names)
+    return [module.split(".")[1]] if module.startswith("cqrs_shared.") else []
+
+
+@pytest.mark.parametrize("package", sorted(set(WORKSPACE) - {"cqrs-shared"}))
+def test_packages_importing_a_shared_module_that_needs_an_extra_install_it(package: str) -> None:
+    locked = locked_distributions(package)
+    lacking = [
+        f"{found.path.relative_to(ROOT)}:{found.line} needs cqrs-shared[{EXTRA_MODULES[name]}]"
+        for found in imports_in(WORKSPACE[package])
+        for name in _shared_modules_named(found.module, found.names)
+        if name in EXTRA_MODULES and not locked >= locked_distributions("cqrs-shared", EXTRA_MODULES[name])
+    ]
+    assert lacking == []
