@@ -1,4 +1,9 @@
-"""The HTTP endpoints every service has: `/healthz` (alive), `/readyz` (dependencies answer), `/metrics`."""
+"""The HTTP endpoints every service has: `/healthz` (alive), `/readyz` (dependencies answer), `/metrics`.
+
+`/metrics` runs the readiness checks too before it answers, so `cqrs_service_ready` and
+`cqrs_dependency_up` are as fresh as the scrape even where nothing probes `/readyz` (alert rules use
+them: a replica that is up but not ready is invisible to Prometheus' `up`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Protocol
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.problems import problem_response
@@ -18,6 +23,9 @@ from cqrs_shared.problems import problem_response
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+
+SERVICE_READY = Gauge("cqrs_service_ready", "1 while every dependency of this process answers its check")
+DEPENDENCY_UP = Gauge("cqrs_dependency_up", "1 while a dependency answers its check", ["dependency"])
 
 
 class Startable(Protocol):
@@ -69,8 +77,8 @@ def operations_router(
             )
         return JSONResponse({"status": "ok"})
 
-    @router.get("/readyz", summary="Every dependency answers", response_model=None)
-    async def readyz() -> JSONResponse:
+    async def readiness() -> dict[str, str]:
+        """Run every check concurrently (each bounded); the failures by check name."""
         names = list(checks)
         results = await asyncio.gather(
             *(_bounded(checks[n], timeout_seconds) for n in names), return_exceptions=True
@@ -80,6 +88,15 @@ def operations_router(
             for n, r in zip(names, results, strict=True)
             if isinstance(r, BaseException)
         }
+        for name in names:
+            DEPENDENCY_UP.labels(name).set(0 if name in failures else 1)
+        SERVICE_READY.set(0 if failures else 1)
+        return failures
+
+    @router.get("/readyz", summary="Every dependency answers", response_model=None)
+    async def readyz() -> JSONResponse:
+        names = list(checks)
+        failures = await readiness()
         if failures:
             log.warning("not ready: %s", failures)
             return problem_response(
@@ -94,6 +111,7 @@ def operations_router(
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
+        await readiness()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
