@@ -36,9 +36,9 @@ from cqrs_shared.auth import mint_token
 from cqrs_shared.testing.postgres import drop_database
 from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 from projector_svc.builds import ensure_active_build
-from projector_svc.views.shop import ShopProjection
+from projector_svc.testing.shop import ShopProjection
 from query_svc.testing import insert_rows
-from query_svc.views.shop import CUSTOMERS, ORDERS
+from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
 BASE = datetime(2024, 1, 1, tzinfo=UTC)

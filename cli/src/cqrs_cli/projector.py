@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated
 
 import typer
+from projector_svc.views import PROJECTIONS, projection_named
 
 from cqrs_shared.topics import TopicNames
 from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, list_builds
@@ -18,7 +19,6 @@ from projector_svc.rebuild import RebuildAlreadyRunningError, RebuildOptions, re
 from projector_svc.replayer import Progress, SwapTimeoutError
 from projector_svc.runtime import ProjectorRuntime
 from projector_svc.settings import ProjectorSettings
-from projector_svc.views import PROJECTIONS, projection_named
 
 app = typer.Typer(help="Rebuild and inspect projections.", no_args_is_help=True)
 

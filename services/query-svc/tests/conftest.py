@@ -19,13 +19,13 @@ import asyncpg
 import pytest
 
 from cqrs_shared.auth import mint_token
+from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS, SHOP
 from cqrs_shared.testing.postgres import drop_database
 from projector_svc.builds import ensure_active_build
-from projector_svc.views.shop import ShopProjection
+from projector_svc.testing.shop import ShopProjection
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, record_applied
 from query_svc.testing.outages import PrivatePostgres
-from query_svc.views.shop import CUSTOMERS, ORDERS, SHOP
 
 SECRET = "query-test-secret-0123456789abcdef0123456789"
 CURSOR_SECRET = "query-test-cursor-secret-0123456789"

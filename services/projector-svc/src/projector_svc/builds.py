@@ -8,16 +8,15 @@ Migrations run under an advisory lock, so replicas starting together apply each 
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import asyncpg
 
-from projector_svc.notify import CHANNEL
+from cqrs_shared.read_models import check_identifier
+from cqrs_shared.read_models.notifications import CHANNEL, RUNTIME_TABLES, encode_overflow, read_view_name
 from projector_svc.pg import Connection
 from projector_svc.projection import Migration, Projection
 
@@ -26,9 +25,6 @@ log = logging.getLogger(__name__)
 _RUNTIME_MIGRATIONS = (
     Migration.from_file(0, Path(__file__).parent / "migrations" / "runtime_0001_positions.sql"),
 )
-#: Tables every build schema has beside the projection's own (positions, guard, parked events).
-RUNTIME_TABLES = ("partition_offsets", "aggregate_versions", "parked_events")
-_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 #: First key of every advisory lock the projector takes ("CQRS"): keeps its lock ids apart from
 #: other applications' in the same database.
 LOCK_NAMESPACE = 0x43515253
@@ -68,9 +64,7 @@ class BuildInfo:
 
 
 def _checked(name: str) -> str:
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"{name!r} is not a safe identifier")
-    return name
+    return check_identifier(name, "build")
 
 
 async def _advisory_lock(connection: Connection, projection: str) -> None:
@@ -142,7 +136,7 @@ async def activate(connection: Connection, projection: Projection, build: Build)
         await connection.execute(
             "SELECT pg_notify($1, $2)",
             CHANNEL,
-            json.dumps({"projection": build.projection, "schema": build.schema, "overflow": True}),
+            encode_overflow(build.projection, build.schema),
         )
 
 
@@ -197,13 +191,8 @@ async def _migrate(connection: Connection, projection: Projection, build: Build)
     return ran
 
 
-def read_view_name(projection: Projection, table: str) -> str:
-    """Projection tables keep their names in `read`; runtime tables get the projection as prefix."""
-    return f"{projection.name}_{table}" if table in RUNTIME_TABLES else table
-
-
 def _view_names(projection: Projection) -> list[str]:
-    return [_checked(read_view_name(projection, t)) for t in (*projection.tables, *RUNTIME_TABLES)]
+    return [read_view_name(projection.name, t) for t in (*projection.tables, *RUNTIME_TABLES)]
 
 
 async def _drop_views(connection: Connection, projection: Projection) -> None:
@@ -213,7 +202,7 @@ async def _drop_views(connection: Connection, projection: Projection) -> None:
 
 async def _publish_views(connection: Connection, projection: Projection, build: Build) -> None:
     for table in (*projection.tables, *RUNTIME_TABLES):
-        view = _checked(read_view_name(projection, table))
+        view = read_view_name(projection.name, table)
         source = f'SELECT * FROM "{build.schema}"."{_checked(table)}"'  # noqa: S608  # checked identifiers
         try:
             # Replacing keeps the view's identity: a query waiting on its lock runs on the new

@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Protocol
 
 from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.read_models import EventRejectedError
 from projector_svc.pg import Connection
+
+__all__ = ["EventRejectedError", "Migration", "Projection"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +32,6 @@ class Migration:
     @classmethod
     def from_file(cls, version: int, path: Path) -> Migration:
         return cls(version, path.stem, path.read_text())
-
-
-class EventRejectedError(Exception):
-    """The event is well-formed JSON but not acceptable to this projection (schema or rule)."""
 
 
 class Projection(Protocol):

@@ -17,12 +17,12 @@ from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import TopicNames
 from projector_svc.builds import ensure_active_build
 from projector_svc.dead_letters import DeadLetterSink
+from projector_svc.declared import projection_named
 from projector_svc.event_topics import ensure_kept_forever
 from projector_svc.pg import pool_for
 from projector_svc.projection import Projection
 from projector_svc.runtime import ProjectorRuntime, RuntimeSettings
 from projector_svc.settings import ProjectorSettings
-from projector_svc.views import projection_named
 
 log = logging.getLogger(__name__)
 

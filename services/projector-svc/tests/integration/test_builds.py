@@ -13,7 +13,7 @@ import pytest
 from projector_svc.builds import Build, activate, create_build, ensure_active_build, list_builds
 from projector_svc.pg import create_pool
 from projector_svc.projection import Migration
-from projector_svc.views.shop import ShopProjection
+from projector_svc.testing.shop import ShopProjection
 
 pytestmark = pytest.mark.integration
 

@@ -26,10 +26,10 @@ from projector_svc.batch import BatchApplier
 from projector_svc.builds import ensure_active_build
 from projector_svc.dead_letters import MemoryDeadLetters
 from projector_svc.incoming import Incoming, Origin
+from projector_svc.testing.shop import ShopProjection
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import envelope, line, total
 from projector_svc.testing.views_io import diff, read_rows
-from projector_svc.views.shop import ShopProjection
 
 pytestmark = pytest.mark.integration
 

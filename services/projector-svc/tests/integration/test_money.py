@@ -19,8 +19,8 @@ from projector_svc.builds import activate, create_build, ensure_active_build
 from projector_svc.dead_letters import MemoryDeadLetters
 from projector_svc.incoming import Incoming, Origin
 from projector_svc.pg import Connection, create_pool
+from projector_svc.testing.shop import ShopProjection
 from projector_svc.testing.shop_history import envelope, line, total
-from projector_svc.views.shop import ShopProjection
 
 pytestmark = pytest.mark.integration
 

@@ -21,10 +21,10 @@ from projector_svc.runtime import ProjectorRuntime
 from projector_svc.settings import ProjectorSettings
 from projector_svc.testing import StartProjector
 from projector_svc.testing.kafka_feed import EventFeed, PartitionEnds, end_offsets
+from projector_svc.testing.shop import ShopProjection
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import diff, read_rows, stored_offsets, wait_for_offsets
-from projector_svc.views.shop import ShopProjection
 
 pytestmark = pytest.mark.integration
 

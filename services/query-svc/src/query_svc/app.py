@@ -1,7 +1,7 @@
 """Wiring of the query service: reader pool, LISTEN connection, hub, and routes from the catalog.
 
-`create_app` is the only place that names the example domain (its catalog is the default); every
-other module is generic over declared views.
+The catalog is the read models of the projections named in the settings (`QUERY_SVC_PROJECTIONS`,
+declared in `cqrs_shared.read_models`), or one given by a test; every module is generic over it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.problems import install_problem_handlers
+from cqrs_shared.read_models import definition_named, merged_catalog
 from cqrs_shared.service_http import operations_router
 from query_svc.access import RememberingVerifier, authorizer_for
 from query_svc.consistency import ConsistencyWaiter
@@ -31,7 +32,6 @@ from query_svc.routes import build_router
 from query_svc.settings import QuerySettings
 from query_svc.sql import relation
 from query_svc.stream import Streams, StreamSettings
-from query_svc.views.shop import CATALOG
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,10 @@ def _readiness(reader: Reader, catalog: Catalog) -> Callable[[], Awaitable[None]
 def create_app(
     settings: QuerySettings | None = None, *, catalog: Catalog | None = None, **overrides: Any
 ) -> FastAPI:
-    """The query service for `catalog` (default: the shop's views). Nothing connects until start-up."""
+    """The query service for `catalog` (default: the configured projections' read models). Nothing
+    connects until start-up."""
     settings = settings or QuerySettings(**overrides)
-    catalog = catalog or CATALOG
+    catalog = catalog or merged_catalog(definition_named(name) for name in settings.projections)
     reader = _reader(settings)
     hub = ChangeHub(catalog.projections)
     listener = ProjectionListener(

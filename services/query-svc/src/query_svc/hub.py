@@ -19,48 +19,16 @@ their socket times out, never for being signalled often.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
+from cqrs_shared.read_models.notifications import Change, Notification, decode
 from query_svc.declarations import Projection, View
 from query_svc.metrics import NOTIFICATIONS, SSE_DROPPED, SSE_SUBSCRIBERS
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """The projector applied `aggregate_id` of `aggregate_type` up to `version`."""
-
-    aggregate_type: str
-    aggregate_id: str
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    projection: str
-    schema: str
-    changes: tuple[Change, ...]
-    overflow: bool = False
-
-
-def parse_notification(payload: str) -> Notification | None:
-    """The notification in a payload, or None when it is not one the projector sends."""
-    try:
-        data: Any = json.loads(payload)
-        changes = tuple(
-            Change(str(t), str(i), int(v))
-            for t, i, v in (data.get("changes") or [])
-            if not isinstance(v, bool)
-        )
-        return Notification(str(data["projection"]), str(data["schema"]), changes, bool(data.get("overflow")))
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
 
 
 @dataclass(eq=False)
@@ -191,7 +159,7 @@ class ChangeHub:
 
     def dispatch(self, payload: str) -> None:
         """Handle one notification payload (called by the listener on the event loop; never blocks)."""
-        notification = parse_notification(payload)
+        notification = decode(payload)
         if notification is None:
             NOTIFICATIONS.labels("malformed").inc()
             log.warning("ignored a malformed notification: %.200s", payload)

@@ -7,6 +7,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 
 from cqrs_shared.postgres_connect import PostgresConnectSettings
+from cqrs_shared.read_models.definitions import ProjectionNames
+from cqrs_shared.read_models.notifications import CHANNEL
 from cqrs_shared.settings import AuthSettings, ObservabilitySettings, settings_config
 
 _DEV_DSN = SecretStr("postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
@@ -36,7 +38,10 @@ class QuerySettings(AuthSettings, ObservabilitySettings, PostgresConnectSettings
             )
         ),
     ] = None
-    notify_channel: str = "cqrs_projection"
+    notify_channel: str = CHANNEL
+    #: The projections whose read models this service serves (`QUERY_SVC_PROJECTIONS=shop,products`),
+    #: each defined in `cqrs_shared.read_models.<name>`.
+    projections: ProjectionNames = ("shop",)
     pool_min_size: Annotated[int, Field(ge=0, le=100)] = 1
     pool_size: Annotated[int, Field(ge=1, le=100)] = 10
     pool_acquire_timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000

@@ -19,13 +19,13 @@ import asyncpg
 import httpx
 import pytest
 
+from cqrs_shared.read_models.shop import SHOP
 from query_svc.app import create_app
 from query_svc.hub import ChangeHub
 from query_svc.listener import ProjectionListener
 from query_svc.settings import QuerySettings
 from query_svc.testing import NOTIFY_CHANNEL, serve_live, wait_until
 from query_svc.testing.outages import PrivatePostgres, TcpProxy
-from query_svc.views.shop import SHOP
 
 pytestmark = pytest.mark.integration
 

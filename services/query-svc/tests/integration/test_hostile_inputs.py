@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cqrs_shared.consistency import ConsistencyToken
+from cqrs_shared.read_models.shop import ORDERS
 from query_svc.app import create_app
 from query_svc.cursor import CursorCodec, CursorPosition
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, serve_in_process
-from query_svc.views.shop import ORDERS
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 from query_svc.app import create_app
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, serve_in_thread
-from query_svc.views.shop import CUSTOMERS, ORDERS
 
 pytestmark = pytest.mark.integration
 

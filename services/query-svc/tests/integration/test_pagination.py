@@ -12,10 +12,10 @@ import asyncpg
 import httpx
 import pytest
 
+from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 from query_svc.app import create_app
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, serve_in_process
-from query_svc.views.shop import CUSTOMERS, ORDERS
 
 pytestmark = pytest.mark.integration
 

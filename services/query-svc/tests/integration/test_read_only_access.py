@@ -13,13 +13,13 @@ import pytest
 
 from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.problems import ProblemError
+from cqrs_shared.read_models.shop import CUSTOMERS, SHOP
 from projector_svc.builds import ensure_active_build
-from projector_svc.views.shop import ShopProjection
+from projector_svc.testing.shop import ShopProjection
 from query_svc.app import create_app
 from query_svc.database import Reader
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, record_applied, serve_in_process
-from query_svc.views.shop import CUSTOMERS, SHOP
 
 pytestmark = pytest.mark.integration
 

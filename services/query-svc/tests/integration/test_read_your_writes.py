@@ -15,14 +15,14 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from cqrs_shared.consistency import ConsistencyToken
+from cqrs_shared.read_models.shop import CUSTOMERS, SHOP
 from projector_svc.builds import activate, create_build
-from projector_svc.views.shop import ShopProjection
+from projector_svc.testing.shop import ShopProjection
 from query_svc.app import create_app
 from query_svc.hub import ChangeHub
 from query_svc.listener import ProjectionListener
 from query_svc.settings import QuerySettings
 from query_svc.testing import NOTIFY_CHANNEL, insert_rows, record_applied, serve_in_process, wait_until
-from query_svc.views.shop import CUSTOMERS, SHOP
 
 pytestmark = pytest.mark.integration
 

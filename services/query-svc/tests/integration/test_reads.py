@@ -10,11 +10,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 from query_svc.app import create_app
 from query_svc.declarations import Catalog, Column, ColumnType, Filter, Projection, View
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, record_offsets, serve_in_process
-from query_svc.views.shop import CUSTOMERS, ORDERS
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
+from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS, SHOP
 from query_svc.app import create_app
 from query_svc.hub import ChangeHub
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, record_applied, serve_live, wait_until
-from query_svc.views.shop import CUSTOMERS, ORDERS, SHOP
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from cqrs_shared.read_models.shop import ORDERS
 from query_svc.codec import cursor_value, parameter_type, parse_cursor_value
 from query_svc.declarations import Column, ColumnType
-from query_svc.views.shop import ORDERS
 
 
 def column(name: str) -> Column:

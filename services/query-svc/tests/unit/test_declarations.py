@@ -6,18 +6,19 @@ import dataclasses
 
 import pytest
 
+from cqrs_shared.read_models.shop import CUSTOMERS, DEFINITION, ORDERS
 from query_svc.declarations import (
     Catalog,
     Column,
     ColumnType,
     DeclarationError,
     Filter,
+    Index,
     Projection,
     Relation,
     View,
     range_parameters,
 )
-from query_svc.views.shop import CATALOG, CUSTOMERS, ORDERS
 
 PROJECTION = Projection("tally", ("tally",))
 KEY = Column("id", ColumnType.TEXT)
@@ -38,7 +39,10 @@ def view(*columns: Column, **overrides: object) -> View:
 
 
 def test_a_second_domain_needs_only_a_declaration() -> None:
-    tallies = view(Column("count", ColumnType.INTEGER, filters=frozenset({Filter.RANGE}), sortable=True))
+    tallies = view(
+        Column("count", ColumnType.INTEGER, filters=frozenset({Filter.RANGE}), sortable=True),
+        indexes=(Index("tallies_count", ("count", "id")),),
+    )
     assert tallies.sort_options == ("id", "-id", "count", "-count")
     assert tallies.filter_parameter_names() == ("min_count", "max_count")
     assert Catalog((tallies,)).projections == (PROJECTION,)
@@ -71,6 +75,8 @@ def test_range_parameters_are_named_after_the_column() -> None:
         lambda: view(aggregate_type="order"),
         lambda: view(changed_by=("order",)),
         lambda: view(default_limit=600),
+        lambda: view(Column("count", ColumnType.INTEGER, sortable=True)),
+        lambda: view(indexes=(Index("tallies_missing", ("missing", "id")),)),
         lambda: Relation("stream", parent=CUSTOMERS, child=ORDERS, foreign_key="customer_id"),
         lambda: Relation("orders", parent=CUSTOMERS, child=ORDERS, foreign_key="total"),
         lambda: Catalog((CUSTOMERS, CUSTOMERS)),
@@ -83,6 +89,6 @@ def test_an_inconsistent_declaration_is_refused(bad: object) -> None:
 
 def test_the_shop_catalog_sorts_only_on_indexed_columns() -> None:
     # The projector's migration indexes (registered_at, id), (placed_at, id) and (total, id).
-    sortable = {(v.name, c.name) for v in CATALOG.views for c in v.columns if c.sortable}
+    sortable = {(v.name, c.name) for v in DEFINITION.catalog.views for c in v.columns if c.sortable}
     assert sortable == {("customers", "registered_at"), ("orders", "placed_at"), ("orders", "total")}
     assert dataclasses.replace(ORDERS, max_limit=50).max_limit == 50

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 from prometheus_client import REGISTRY
 
-from query_svc.hub import Change, ChangeHub, Signal, parse_notification
-from query_svc.views.shop import CUSTOMERS, ORDERS, SHOP
+from cqrs_shared.read_models.notifications import decode
+from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS, SHOP
+from query_svc.hub import Change, ChangeHub, Signal
 
 
 def payload(*changes: tuple[str, str, int], schema: str = "shop_b1", **extra: object) -> str:
@@ -104,9 +105,7 @@ def test_other_projections_and_malformed_payloads_are_ignored() -> None:
     assert (
         REGISTRY.get_sample_value("query_notifications_total", {"kind": "malformed"}) or 0.0
     ) == before + 4
-    assert (
-        parse_notification(payload(("order", "o-1", True))) is not None
-    )  # booleans are no versions: skipped
+    assert decode(payload(("order", "o-1", True))) is not None  # booleans are no versions: skipped
 
 
 async def test_a_burst_of_signals_leaves_one_pending_signal_with_the_latest_witness() -> None:

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 from query_svc.sql import Condition, SortOrder, select_item, select_page
-from query_svc.views.shop import CUSTOMERS, ORDERS
 
 HOSTILE = "x'); DROP TABLE read.orders; --"
 

@@ -10,12 +10,12 @@ from typing import Any, cast
 
 from prometheus_client import REGISTRY
 
+from cqrs_shared.read_models.shop import ORDERS, SHOP
 from query_svc.engine import ReadEngine
 from query_svc.hub import ChangeHub
 from query_svc.positions import ReadPosition
 from query_svc.stream import EventStream, Streams, StreamSettings
 from query_svc.testing import wait_until
-from query_svc.views.shop import ORDERS, SHOP
 
 
 class OneRow:

@@ -17,7 +17,7 @@ from projector_svc.service import ProjectorService, prepare_topics
 from projector_svc.settings import ProjectorSettings
 from projector_svc.testing import StartProjector
 from projector_svc.testing.kafka_feed import EventFeed
-from projector_svc.views.shop import ShopProjection
+from projector_svc.testing.shop import ShopProjection
 
 
 @pytest.fixture

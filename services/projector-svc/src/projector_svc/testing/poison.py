@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from cqrs_shared.envelopes import EventEnvelope
 from projector_svc.pg import Connection
-from projector_svc.views.shop import ShopProjection
+from projector_svc.testing.shop import ShopProjection
 
 
 class HandlerBugError(RuntimeError):
@@ -19,6 +19,7 @@ class BuggyShopProjection(ShopProjection):
     """Raises `HandlerBugError` while applying any of `poison` until `fixed` is set."""
 
     def __init__(self, poison: Iterable[uuid.UUID]) -> None:
+        super().__init__()
         self.poison = set(poison)
         self.fixed = False
 

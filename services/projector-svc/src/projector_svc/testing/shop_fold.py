@@ -1,6 +1,6 @@
 """The shop read model computed in memory from a set of events: the reference the views must equal.
 
-Written independently of `views/shop.py` (no SQL, no batching): each aggregate's distinct
+Written independently of `cqrs_shared.read_models.shop` (no SQL, no batching): each aggregate's distinct
 versions are folded in version order, then the joined columns are derived from the folded
 aggregates. So the result does not depend on delivery order, duplicates or batch boundaries,
 which is exactly what the projector must achieve.

@@ -26,11 +26,13 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from cqrs_shared.read_models.notifications import CHANNEL, encode_changes
 from cqrs_shared.testing.tcp_proxy import free_port
 from query_svc.database import Connection
 from query_svc.declarations import ColumnType, Projection, View
 
-NOTIFY_CHANNEL = "cqrs_projection"
+#: Where the projector notifies (the shared contract's channel).
+NOTIFY_CHANNEL = CHANNEL
 
 
 @asynccontextmanager
@@ -125,8 +127,8 @@ async def record_applied(
             [c[2] for c in changes],
         )
         if notify:
-            payload = {"projection": projection.name, "schema": schema, "changes": [list(c) for c in changes]}
-            await connection.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, json.dumps(payload))
+            for payload in encode_changes(projection.name, schema, {(t, i): v for t, i, v in changes}):
+                await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
 
 async def record_offsets(

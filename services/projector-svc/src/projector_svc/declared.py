@@ -1,0 +1,104 @@
+"""The projection every read-model definition gets: typed handlers dispatched by event model.
+
+`DeclaredProjection(definition)` implements the runtime's `Projection` port for any
+`cqrs_shared.read_models.ProjectionDefinition`; nothing here names a domain.
+- Dispatch: an event type maps to the one fold (read model) registering a handler for its model;
+  types no fold registers are unknown (counted and skipped by the runtime).
+- Schema versions: an older payload is lifted by the definition's upcasters before validation, a
+  newer one is refused, as is a payload that does not fit its model after lifting.
+- `apply` is set-based per read model: one load and one upsert per table per batch, then the
+  definition's derivations recompute joined columns from the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.messages import EventPayload
+from cqrs_shared.read_models import EventRejectedError, Fact, ProjectionDefinition, ReadModel, Row, RowFold
+from cqrs_shared.read_models.definitions import definition_named
+from cqrs_shared.upcasting import UpcastError
+from projector_svc import table_rows
+from projector_svc.pg import Connection
+from projector_svc.projection import Migration
+
+
+class DeclaredProjection:
+    def __init__(self, definition: ProjectionDefinition) -> None:
+        self.definition = definition
+        self._migrations = migrations_of(definition)
+        self._routes: dict[str, tuple[RowFold, type[EventPayload]]] = {
+            model.TYPE: (fold, model) for fold in definition.folds for model in fold.events
+        }
+
+    @property
+    def name(self) -> str:
+        return self.definition.name
+
+    @property
+    def aggregate_types(self) -> tuple[str, ...]:
+        return self.definition.projection.aggregate_types
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.definition.read_models)
+
+    @property
+    def migrations(self) -> tuple[Migration, ...]:
+        return self._migrations
+
+    def handles(self, event_type: str) -> bool:
+        return event_type in self._routes
+
+    def check(self, event: EventEnvelope) -> None:
+        self._fact(event)
+
+    def _fact(self, event: EventEnvelope) -> Fact[Any]:
+        fold, model = self._routes[event.type]
+        if event.aggregate_type != fold.read_model.aggregate_type:
+            raise EventRejectedError(
+                f"{event.type} belongs to {fold.read_model.aggregate_type}, not {event.aggregate_type}"
+            )
+        try:
+            payload = self.definition.upcasters.lift(model, event.schema_version, event.payload)
+            typed = model.model_validate(payload)
+        except UpcastError as exc:
+            raise EventRejectedError(str(exc)) from exc
+        except ValidationError as exc:
+            raise EventRejectedError(f"{event.type} payload does not match its contract: {exc}") from exc
+        return Fact(event.aggregate_id, event.version, event.occurred_at, typed)
+
+    async def apply(self, connection: Connection, events: Sequence[EventEnvelope]) -> None:
+        written: dict[str, dict[str, Row]] = {}
+        for fold in self.definition.folds:
+            model = fold.read_model
+            mine = [e for e in events if e.aggregate_type == model.aggregate_type and self.handles(e.type)]
+            if not mine:
+                continue
+            rows = await table_rows.load(connection, model, (e.aggregate_id for e in mine))
+            for event in mine:
+                rows[event.aggregate_id] = fold.apply(rows.get(event.aggregate_id), self._fact(event))
+            await table_rows.upsert(connection, model, list(rows.values()))
+            written[model.name] = rows
+        for derivation in self.definition.derivations:
+            keys = _values(written, derivation.keys)
+            if keys:
+                await connection.execute(derivation.sql, keys)
+
+
+def migrations_of(definition: ProjectionDefinition) -> tuple[Migration, ...]:
+    """The definition's SQL files as migrations, numbered from 1 in the order it lists them."""
+    return tuple(Migration.from_file(version, path) for version, path in enumerate(definition.migrations, 1))
+
+
+def _values(written: dict[str, dict[str, Row]], columns: Sequence[tuple[ReadModel, str]]) -> list[str]:
+    return sorted({row[column] for model, column in columns for row in written.get(model.name, {}).values()})
+
+
+def projection_named(name: str) -> DeclaredProjection:
+    """The projection `cqrs_shared.read_models.<name>` defines (`ValueError` when there is none)."""
+    return DeclaredProjection(definition_named(name))

@@ -1,1 +1,0 @@
-"""Views of the example domain. Only this package names shop types; the engine is generic."""
