@@ -32,18 +32,19 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from cqrs_shared.envelopes import EventEnvelope, utc_now
+from cqrs_shared.read_models.notifications import CHANNEL
+from cqrs_shared.read_models.shop import ORDERS
 from cqrs_shared.testing.postgres import drop_database
 from cqrs_shared.testing.service_processes import ServiceProcess, free_port
 from cqrs_shared.topics import TopicNames
+from projector_svc import table_rows
+from projector_svc.declared import projection_named
 from projector_svc.event_topics import end_offsets, partitions_of
-from projector_svc.notify import CHANNEL
 from projector_svc.service import prepare_topics
 from projector_svc.settings import ProjectorSettings
-from projector_svc.table_rows import Table
 from projector_svc.testing.kafka_feed import EventFeed
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import wait_for_offsets
-from projector_svc.views.shop import ORDERS, ShopProjection
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
@@ -89,11 +90,10 @@ async def raw_unnest(dsn: str, count: int) -> float:
         row = {"customer_name": "N", "status": "placed", "currency": "EUR", "total": 12, "line_count": 1}
         row |= {"lines": lines, "placed_at": now, "updated_at": now, "version": 1}
         rows = [{**row, "id": f"o{i}", "customer_id": f"c{i % 997}"} for i in range(count)]
-        table = Table("orders", ORDERS.columns)
         started = time.perf_counter()
         for start in range(0, count, 2000):
             async with connection.transaction():
-                await table.upsert(connection, rows[start : start + 2000])
+                await table_rows.upsert(connection, ORDERS, rows[start : start + 2000])
         return count / (time.perf_counter() - started)
     finally:
         await connection.close()
@@ -199,7 +199,7 @@ async def main(events: int, rate: int, seconds: float) -> None:
     }
     env |= {"LOG_LEVEL": "WARNING", "PROJECTOR_SVC_PORT": str(free_port())}
     settings = ProjectorSettings(database_url=dsn, topic_prefix=prefix, kafka_bootstrap_servers=BOOTSTRAP)
-    await prepare_topics(settings, ShopProjection())
+    await prepare_topics(settings, projection_named("shop"))
     log = Path(tempfile.mkdtemp()) / "projector.log"
     projector = ServiceProcess("projector_svc", int(env["PROJECTOR_SVC_PORT"]), env, log).start()
     history = ShopHistory(seed=7, clock=utc_now)

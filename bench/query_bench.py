@@ -33,12 +33,12 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from cqrs_shared.auth import mint_token
+from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 from cqrs_shared.testing.postgres import drop_database
 from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 from projector_svc.builds import ensure_active_build
-from projector_svc.testing.shop import ShopProjection
+from projector_svc.declared import projection_named
 from query_svc.testing import insert_rows
-from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -105,7 +105,7 @@ async def create_database(orders: int) -> str:
     dsn = urlunsplit(urlsplit(DATABASE_URL)._replace(path=f"/{name}"))
     connection = await asyncpg.connect(dsn)
     try:
-        await ensure_active_build(connection, ShopProjection())
+        await ensure_active_build(connection, projection_named("shop"))
         await insert_rows(connection, "shop_b1", CUSTOMERS, _customers(orders // 10))
         await insert_rows(connection, "shop_b1", ORDERS, _orders(orders, orders // 10))
         await connection.execute("ANALYZE")

@@ -16,8 +16,8 @@ import pytest
 
 from cqrs_shared.auth import mint_token
 from cqrs_shared.consistency import ConsistencyToken
+from cqrs_shared.read_models.notifications import CHANNEL
 from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess
-from projector_svc.notify import CHANNEL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

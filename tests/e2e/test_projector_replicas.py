@@ -19,10 +19,10 @@ from cqrs_shared.testing.service_processes import ServiceProcess
 from cqrs_shared.topics import TopicNames
 from projector_svc.pg import create_pool
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
+from projector_svc.testing.shop import ShopProjection
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import diff, read_rows, wait_for_offsets
-from projector_svc.testing.shop import ShopProjection
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -6,10 +6,10 @@ import asyncio
 from typing import Annotated
 
 import typer
-from projector_svc.views import PROJECTIONS, projection_named
 
 from cqrs_shared.topics import TopicNames
 from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, list_builds
+from projector_svc.declared import projection_named
 from projector_svc.event_topics import end_offsets
 from projector_svc.operations import parked_counts
 from projector_svc.pg import pool_for
@@ -23,7 +23,7 @@ from projector_svc.settings import ProjectorSettings
 app = typer.Typer(help="Rebuild and inspect projections.", no_args_is_help=True)
 
 ViewArgument = Annotated[
-    str, typer.Argument(metavar="VIEW", help=f"One of: {', '.join(sorted(PROJECTIONS))}.")
+    str, typer.Argument(metavar="VIEW", help="A projection defined in cqrs_shared.read_models (e.g. shop).")
 ]
 
 

@@ -142,7 +142,7 @@ async def test_activating_a_build_wakes_every_reader_on_commit(pg_database: str)
         assert received.empty()
         await activate(connection, projection, rebuilt)
         payload = json.loads(await asyncio.wait_for(received.get(), 5))
-        assert payload == {"projection": "shop", "schema": rebuilt.schema, "overflow": True}
+        assert payload == {"v": 1, "projection": "shop", "schema": rebuilt.schema, "overflow": True}
     finally:
         await listener.close()
         await connection.close()

@@ -12,7 +12,7 @@ import pytest
 
 from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 from query_svc.app import create_app
-from query_svc.declarations import Catalog, Column, ColumnType, Filter, Projection, View
+from query_svc.declarations import Catalog, Column, ColumnType, Filter, Index, Projection, View
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, record_offsets, serve_in_process
 
@@ -207,6 +207,7 @@ TALLIES = View(
         Column("id", ColumnType.TEXT),
         Column("count", ColumnType.INTEGER, filters=frozenset({Filter.RANGE}), sortable=True),
     ),
+    indexes=(Index("tallies_count", ("count", "id")),),
 )
 
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from prometheus_client import REGISTRY
 
-from cqrs_shared.read_models.notifications import decode
+from cqrs_shared.read_models.notifications import Change, decode
 from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS, SHOP
-from query_svc.hub import Change, ChangeHub, Signal
+from query_svc.hub import ChangeHub, Signal
 
 
 def payload(*changes: tuple[str, str, int], schema: str = "shop_b1", **extra: object) -> str:

@@ -100,6 +100,9 @@ class ProjectionDefinition:
     relations: tuple[Relation, ...] = ()
     derivations: tuple[Derivation, ...] = ()
     upcasters: Upcasters = field(default=NO_UPCASTERS)
+    #: The rows do not depend on how events of different aggregates interleave (each aggregate's
+    #: own order is always kept); the projection contract checks it when declared.
+    order_independent: bool = True
 
     def __post_init__(self) -> None:
         for fold in self.folds:

@@ -10,7 +10,7 @@ from projector_svc.projection import Migration
 
 class ShopProjection(DeclaredProjection):
     #: A class attribute, so a subclass can declare another release's migrations from it.
-    migrations: tuple[Migration, ...] = migrations_of(DEFINITION)  # type: ignore[assignment]  # overrides the property on purpose
+    migrations: tuple[Migration, ...] = migrations_of(DEFINITION)
 
     def __init__(self) -> None:
         super().__init__(DEFINITION)

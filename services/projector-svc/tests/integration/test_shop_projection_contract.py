@@ -1,0 +1,28 @@
+"""The shop projection passes the projection contract."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from cqrs_shared.envelopes import EventEnvelope
+from projector_svc.declared import DeclaredProjection
+from projector_svc.testing.projection_contract import ProjectionContract, Rows
+from projector_svc.testing.shop import ShopProjection
+from projector_svc.testing.shop_fold import fold
+from projector_svc.testing.shop_history import ShopHistory
+
+pytestmark = pytest.mark.integration
+
+
+class TestShopProjection(ProjectionContract):
+    def make_projection(self) -> DeclaredProjection:
+        return ShopProjection()
+
+    def history(self, seed: int) -> list[EventEnvelope]:
+        return ShopHistory(seed).take(self.history_size)
+
+    def reference(self, events: Sequence[EventEnvelope]) -> Rows:
+        rows = fold(events)
+        return {"customers": rows.customers, "orders": rows.orders}
