@@ -37,12 +37,10 @@ from cqrs_shared.read_models.shop import ORDERS
 from cqrs_shared.testing.postgres import drop_database
 from cqrs_shared.testing.service_processes import ServiceProcess, free_port
 from cqrs_shared.topics import TopicNames
-from projector_svc import table_rows
-from projector_svc.declared import projection_named
-from projector_svc.event_topics import end_offsets, partitions_of
-from projector_svc.service import prepare_topics
+from projector_svc.operations import projection_named
 from projector_svc.settings import ProjectorSettings
-from projector_svc.testing.kafka_feed import EventFeed
+from projector_svc.table_rows import upsert
+from projector_svc.testing.kafka_feed import EventFeed, end_offsets, partitions_of, prepare_topics
 from projector_svc.testing.shop_history import ShopHistory
 from projector_svc.testing.views_io import wait_for_offsets
 
@@ -93,7 +91,7 @@ async def raw_unnest(dsn: str, count: int) -> float:
         started = time.perf_counter()
         for start in range(0, count, 2000):
             async with connection.transaction():
-                await table_rows.upsert(connection, ORDERS, rows[start : start + 2000])
+                await upsert(connection, ORDERS, rows[start : start + 2000])
         return count / (time.perf_counter() - started)
     finally:
         await connection.close()

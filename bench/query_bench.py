@@ -36,8 +36,8 @@ from cqrs_shared.auth import mint_token
 from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 from cqrs_shared.testing.postgres import drop_database
 from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
-from projector_svc.builds import ensure_active_build
-from projector_svc.declared import projection_named
+from projector_svc.operations import projection_named
+from projector_svc.testing.builds import ensure_active_build
 from query_svc.testing import insert_rows
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")

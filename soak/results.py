@@ -15,7 +15,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from cqrs_shared.topics import TopicNames
-from projector_svc.event_topics import partitions_of
+from projector_svc.testing.kafka_feed import partitions_of
 from soak.ledger import Ack
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from pymongo import AsyncMongoClient
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.topics import TopicNames
 from cqrs_shared.write_store import Commit
-from projector_svc.event_topics import partitions_of
-from projector_svc.pg import create_pool
+from projector_svc.testing.builds import create_pool
+from projector_svc.testing.kafka_feed import partitions_of
 from projector_svc.testing.shop_fold import ShopRows
 from projector_svc.testing.views_io import read_rows
 from soak.ledger import Ack

@@ -17,10 +17,8 @@ import pytest
 
 from cqrs_shared.testing.service_processes import ServiceProcess
 from cqrs_shared.topics import TopicNames
-from projector_svc.builds import Build
-from projector_svc.pg import create_pool
-from projector_svc.rebuild import catch_up
 from projector_svc.settings import ProjectorSettings
+from projector_svc.testing.builds import Build, catch_up, create_pool
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets, keep_sending
 from projector_svc.testing.shop import ShopProjection
 from projector_svc.testing.shop_fold import fold

@@ -17,7 +17,7 @@ import pytest
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.testing.service_processes import ServiceProcess
 from cqrs_shared.topics import TopicNames
-from projector_svc.pg import create_pool
+from projector_svc.testing.builds import create_pool
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
 from projector_svc.testing.shop import ShopProjection
 from projector_svc.testing.shop_fold import fold

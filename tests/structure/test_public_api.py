@@ -45,27 +45,7 @@ IMPORTERS = {
 
 #: (importing tree, internal module) pairs that predate the check; only ever delete from this.
 KNOWN_REACHES = {
-    ("bench", "projector_svc.builds"),
-    ("bench", "projector_svc.event_topics"),
-    ("bench", "projector_svc.notify"),
-    ("bench", "projector_svc.service"),
     ("bench", "projector_svc.table_rows"),
-    ("cli/src/cqrs_cli", "projector_svc.builds"),
-    ("cli/src/cqrs_cli", "projector_svc.event_topics"),
-    ("cli/src/cqrs_cli", "projector_svc.pg"),
-    ("cli/src/cqrs_cli", "projector_svc.positions"),
-    ("cli/src/cqrs_cli", "projector_svc.projection"),
-    ("cli/src/cqrs_cli", "projector_svc.rebuild"),
-    ("cli/src/cqrs_cli", "projector_svc.replayer"),
-    ("cli/src/cqrs_cli", "projector_svc.runtime"),
-    ("cli/tests", "projector_svc.builds"),
-    ("services/query-svc/tests", "projector_svc.builds"),
-    ("soak", "projector_svc.event_topics"),
-    ("soak", "projector_svc.pg"),
-    ("tests", "projector_svc.builds"),
-    ("tests", "projector_svc.notify"),
-    ("tests", "projector_svc.pg"),
-    ("tests", "projector_svc.rebuild"),
 }
 
 

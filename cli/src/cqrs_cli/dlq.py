@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from cqrs_shared.topics import TopicNames
-from projector_svc.event_topics import read_all
-from projector_svc.operations import ParkedEvent, list_parked, request_replay, wait_for_replay
-from projector_svc.pg import pool_for
+from projector_svc import operations
+from projector_svc.operations import ParkedEvent
 from projector_svc.settings import ProjectorSettings
 
 app = typer.Typer(help="Inspect and replay dead-lettered and parked events.", no_args_is_help=True)
@@ -52,15 +50,6 @@ def _dump(parked: list[ParkedEvent]) -> str:
     return json.dumps([asdict(p) for p in parked], default=str, indent=2)
 
 
-async def _list(view: str, reason: str | None, keys: list[tuple[str, str]], limit: int) -> list[ParkedEvent]:
-    pool = await pool_for(ProjectorSettings(), max_size=1)
-    try:
-        async with pool.acquire() as connection:
-            return await list_parked(connection, view, reason=reason, aggregates=keys, limit=limit)
-    finally:
-        await pool.close()
-
-
 @app.command("list")
 def list_(
     view: View = "shop",
@@ -70,25 +59,17 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List parked events, each aggregate in version order. Exits 0 even when there are none."""
-    parked = asyncio.run(_list(view, reason, _keys(aggregate), limit))
+    parked = asyncio.run(
+        operations.list_parked(
+            ProjectorSettings(), view, reason=reason, aggregates=_keys(aggregate), limit=limit
+        )
+    )
     if as_json:
         typer.echo(_dump(parked))
         return
     for p in parked:
         typer.echo(_line(p))
     typer.echo(f"{len(parked)} parked event(s) in {view}", err=True)
-
-
-async def _replay(view: str, keys: list[tuple[str, str]], wait: float) -> tuple[list[Any], list[ParkedEvent]]:
-    pool = await pool_for(ProjectorSettings(), max_size=1)
-    try:
-        async with pool.acquire() as connection:
-            marked = await request_replay(connection, view, keys)
-            if not marked or wait <= 0:
-                return marked, []
-            return marked, await wait_for_replay(connection, view, marked, within=wait)
-    finally:
-        await pool.close()
 
 
 @app.command("replay")
@@ -106,7 +87,7 @@ def replay(
     if not keys and not all_:
         raise typer.BadParameter("name aggregates with --aggregate TYPE/ID, or pass --all")
     try:
-        marked, still = asyncio.run(_replay(view, keys, wait))
+        marked, still = asyncio.run(operations.replay(ProjectorSettings(), view, keys, wait=wait))
     except TimeoutError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(3) from exc
@@ -127,19 +108,8 @@ def topic(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print the records on `events.dlq` (oldest first) with their `dlq.*` headers."""
-    settings = ProjectorSettings()
-    name = TopicNames(settings.topic_prefix).events_dlq
-    records: list[Any] = asyncio.run(read_all(settings.kafka_bootstrap_servers, name))
-    out = []
-    for record in records[:limit]:
-        headers = {k: v.decode(errors="replace") for k, v in record.headers if k.startswith("dlq.")}
-        out.append(
-            {
-                "offset": record.offset,
-                "headers": headers,
-                "value": (record.value or b"").decode(errors="replace"),
-            }
-        )
+    records = asyncio.run(operations.dead_letters(ProjectorSettings()))
+    out = [asdict(record) for record in records[:limit]]
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return

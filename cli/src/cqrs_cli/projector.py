@@ -7,17 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cqrs_shared.topics import TopicNames
-from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, list_builds
-from projector_svc.declared import projection_named
-from projector_svc.event_topics import end_offsets
-from projector_svc.operations import parked_counts
-from projector_svc.pg import pool_for
-from projector_svc.positions import stored_offsets
-from projector_svc.projection import Projection
-from projector_svc.rebuild import RebuildAlreadyRunningError, RebuildOptions, rebuild
-from projector_svc.replayer import Progress, SwapTimeoutError
-from projector_svc.runtime import ProjectorRuntime
+from projector_svc import operations
+from projector_svc.operations import Progress, RebuildAlreadyRunningError, RebuildOptions, SwapTimeoutError
 from projector_svc.settings import ProjectorSettings
 
 app = typer.Typer(help="Rebuild and inspect projections.", no_args_is_help=True)
@@ -27,11 +18,12 @@ ViewArgument = Annotated[
 ]
 
 
-def _projection(view: str) -> Projection:
+def _projection(view: str) -> str:
     try:
-        return projection_named(view)
+        operations.projection_named(view)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="VIEW") from exc
+    return view
 
 
 def _print_progress(progress: Progress) -> None:
@@ -68,63 +60,29 @@ def rebuild_command(
     projection = _projection(view)
     options = RebuildOptions(catch_up_lag=catch_up_lag, fresh=fresh, swap=swap)
     try:
-        asyncio.run(rebuild(ProjectorSettings(), projection, options, _print_progress))
+        asyncio.run(operations.rebuild(ProjectorSettings(), projection, options, _print_progress))
     except (RebuildAlreadyRunningError, SwapTimeoutError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
 
 
-async def _status(
-    view: str,
-) -> tuple[list[BuildInfo], dict[tuple[str, int], tuple[int, int]], dict[str, int]]:
-    settings = ProjectorSettings()
-    projection = projection_named(view)
-    pool = await pool_for(settings, max_size=1)
-    try:
-        async with pool.acquire() as connection:
-            builds = await list_builds(connection, view)
-            schema = await active_schema(connection, view)
-            if schema is None:
-                return builds, {}, {}
-            stored = await stored_offsets(connection, schema)
-            parked = await parked_counts(connection, view)
-    finally:
-        await pool.close()
-    topics = ProjectorRuntime.source_topics(projection, TopicNames(settings.topic_prefix))
-    ends = await end_offsets(settings.kafka_bootstrap_servers, topics)
-    return builds, {k: (stored.get(k, 0), end) for k, end in sorted(ends.items())}, parked
-
-
 @app.command("status")
 def status(view: ViewArgument) -> None:
     """Builds of VIEW, the active build's position and lag per partition, and parked events."""
-    _projection(view)
-    builds, positions, parked = asyncio.run(_status(view))
-    for info in builds:
+    state = asyncio.run(operations.status(ProjectorSettings(), _projection(view)))
+    for info in state.builds:
         activated = f", activated {info.activated_at:%Y-%m-%dT%H:%M:%SZ}" if info.activated_at else ""
         typer.echo(
             f"{info.build.schema}: {info.status} (created {info.created_at:%Y-%m-%dT%H:%M:%SZ}{activated})"
         )
-    for (topic, partition), (stored, end) in positions.items():
-        typer.echo(f"{topic}[{partition}]: at {stored:,} of {end:,}, lag {max(0, end - stored):,}")
-    typer.echo("parked: " + (", ".join(f"{n} {reason}" for reason, n in sorted(parked.items())) or "none"))
-
-
-async def _prune(view: str) -> list[Build]:
-    pool = await pool_for(ProjectorSettings(), max_size=1)
-    try:
-        async with pool.acquire() as connection:
-            retired = [b.build for b in await list_builds(connection, view) if b.status == "retired"]
-            for build in retired:
-                await drop_build(connection, build)
-            return retired
-    finally:
-        await pool.close()
+    for p in state.partitions:
+        typer.echo(f"{p.topic}[{p.partition}]: at {p.position:,} of {p.end:,}, lag {p.lag:,}")
+    parked = ", ".join(f"{n} {reason}" for reason, n in sorted(state.parked.items()))
+    typer.echo("parked: " + (parked or "none"))
 
 
 @app.command("prune")
 def prune(view: ViewArgument) -> None:
     """Drop the retired builds of VIEW (kept after a rebuild so it can be compared or inspected)."""
-    _projection(view)
-    for build in asyncio.run(_prune(view)):
+    for build in asyncio.run(operations.prune(ProjectorSettings(), _projection(view))):
         typer.echo(f"dropped {build.schema}")

@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 from typer.testing import Result
 
-from projector_svc.builds import LOCK_NAMESPACE
 from projector_svc.testing import StartProjector
+from projector_svc.testing.builds import LOCK_NAMESPACE
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory

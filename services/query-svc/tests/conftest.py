@@ -21,7 +21,7 @@ import pytest
 from cqrs_shared.auth import mint_token
 from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS, SHOP
 from cqrs_shared.testing.postgres import drop_database
-from projector_svc.builds import ensure_active_build
+from projector_svc.testing.builds import ensure_active_build
 from projector_svc.testing.shop import ShopProjection
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, record_applied

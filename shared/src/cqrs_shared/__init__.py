@@ -18,10 +18,12 @@ __all__ = [
     "postgres_connect",
     "problems",
     "rds_iam",
+    "read_models",
     "results",
     "service_http",
     "settings",
     "testing",
     "topics",
+    "upcasting",
     "write_store",
 ]

@@ -47,6 +47,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS builds_one_active ON projector.builds (project
 
 @dataclass(frozen=True, slots=True)
 class Build:
+    """One build of a projection: its tables live in schema `<projection>_b<number>`."""
+
     projection: str
     number: int
 
@@ -57,6 +59,8 @@ class Build:
 
 @dataclass(frozen=True, slots=True)
 class BuildInfo:
+    """A build as `projector.builds` records it."""
+
     build: Build
     status: str
     created_at: datetime

@@ -1,133 +1,203 @@
-"""Operator actions on a running projection: list parked events, ask for their replay, watch builds.
+"""The projector's operator surface: everything tools (the `cqrs` CLI) do to a projection, in one place.
 
-These act on the *active* build through PostgreSQL only; the replica owning each partition does the
-actual replay (see `maintenance`), with the code it runs now, so "replay after the fix" means:
-deploy the fixed projector, then request the replay.
+Each call opens what it needs from the settings (a small pool, a Kafka client) and closes it again:
+- `status`: builds, the active build's position and lag per partition, staleness, parked counts;
+- `rebuild`: a fresh build from the event topics' history, caught up and swapped in (see `rebuild`);
+- `list_parked` / `replay`: parked events, and their replay by the replica owning the partition;
+- `prune` / `drop`: remove retired (or abandoned) builds;
+- `dead_letters`: the records on `events.dlq` with their `dlq.*` headers.
+Projections are named as in `PROJECTOR_SVC_PROJECTIONS` (`projection_named`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
-from projector_svc.builds import active_schema
+from cqrs_shared.topics import TopicNames
+from projector_svc import parked
+from projector_svc import rebuild as rebuilds
+from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, list_builds
+from projector_svc.declared import projection_named
+from projector_svc.event_topics import end_offsets, read_all
 from projector_svc.incoming import AggregateKey
-from projector_svc.maintenance import REPLAY
-from projector_svc.pg import Connection
+from projector_svc.parked import NoActiveBuildError, ParkedEvent
+from projector_svc.pg import Connection, pool_for
+from projector_svc.positions import stored_offsets
+from projector_svc.rebuild import RebuildAlreadyRunningError, RebuildOptions, Report
+from projector_svc.replayer import Progress, SwapTimeoutError
+from projector_svc.settings import ProjectorSettings
+
+__all__ = [
+    "Build",
+    "BuildInfo",
+    "DeadLetterRecord",
+    "NoActiveBuildError",
+    "ParkedEvent",
+    "PartitionLag",
+    "Progress",
+    "ProjectionStatus",
+    "RebuildAlreadyRunningError",
+    "RebuildOptions",
+    "SwapTimeoutError",
+    "dead_letters",
+    "drop",
+    "list_parked",
+    "projection_named",
+    "prune",
+    "rebuild",
+    "replay",
+    "status",
+]
 
 
 @dataclass(frozen=True, slots=True)
-class ParkedEvent:
-    aggregate_type: str
-    aggregate_id: str
-    version: int
-    event_type: str
-    reason: str
-    error: str
-    attempts: int
+class PartitionLag:
+    """One partition of a source topic: where the active build is, and where the topic ends."""
+
     topic: str
     partition: int
+    position: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.end - self.position)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    """A projection as an operator sees it."""
+
+    projection: str
+    builds: list[BuildInfo]
+    active: str | None
+    partitions: list[PartitionLag] = field(default_factory=list)
+    #: Seconds since the newest applied event of a partition that was behind at its last batch
+    #: (0: every partition had caught up); the same figure query-svc reports as `X-Staleness-Ms`.
+    staleness_seconds: float = 0.0
+    parked: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def lag(self) -> int:
+        return sum(p.lag for p in self.partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A record on `events.dlq`: its offset, `dlq.*` headers and value (decoded for display)."""
+
     offset: int
-    parked_at: datetime
+    headers: dict[str, str]
+    value: str
 
 
-class NoActiveBuildError(Exception):
-    """The projection has never run against this database."""
+@asynccontextmanager
+async def _connection(settings: ProjectorSettings) -> AsyncIterator[Connection]:
+    pool = await pool_for(settings, max_size=1)
+    try:
+        async with pool.acquire() as connection:
+            yield connection
+    finally:
+        await pool.close()
 
 
-async def _schema(connection: Connection, projection: str) -> str:
-    schema = await active_schema(connection, projection)
-    if schema is None:
-        raise NoActiveBuildError(f"{projection} has no active build in this database")
-    return schema
+_STALENESS = """
+SELECT COALESCE(max(extract(epoch FROM now() - last_event_at)) FILTER (WHERE next_offset < high_watermark), 0)
+FROM "{schema}".partition_offsets
+"""
+
+
+async def status(settings: ProjectorSettings, projection: str) -> ProjectionStatus:
+    """Builds, position and lag per partition of the active build, staleness and parked counts."""
+    declared = projection_named(projection)
+    async with _connection(settings) as connection:
+        builds = await list_builds(connection, projection)
+        schema = await active_schema(connection, projection)
+        if schema is None:
+            return ProjectionStatus(projection, builds, None)
+        at = await stored_offsets(connection, schema)
+        staleness = float(await connection.fetchval(_STALENESS.format(schema=schema)))
+        counts = await parked.parked_counts(connection, projection)
+    topics = TopicNames(settings.topic_prefix)
+    ends = await end_offsets(
+        settings.kafka_bootstrap_servers, [topics.events(t) for t in declared.aggregate_types]
+    )
+    lags = [PartitionLag(t, p, at.get((t, p), 0), end) for (t, p), end in sorted(ends.items())]
+    return ProjectionStatus(projection, builds, schema, lags, staleness, counts)
+
+
+async def rebuild(
+    settings: ProjectorSettings,
+    projection: str,
+    options: RebuildOptions | None = None,
+    report: Report = lambda _: None,
+) -> Build:
+    """Build the projection again from the event topics' history beside the live build and (by
+    default) swap it in atomically; `report` receives progress. `RebuildAlreadyRunningError` when
+    another rebuild runs, `SwapTimeoutError` when the cut-over could not complete."""
+    return await rebuilds.rebuild(settings, projection_named(projection), options or RebuildOptions(), report)
+
+
+async def prune(settings: ProjectorSettings, projection: str) -> list[Build]:
+    """Drop the retired builds of a projection (kept after a rebuild for comparison); returns them."""
+    async with _connection(settings) as connection:
+        retired = [b.build for b in await list_builds(connection, projection) if b.status == "retired"]
+        for build in retired:
+            await drop_build(connection, build)
+        return retired
+
+
+async def drop(settings: ProjectorSettings, projection: str, number: int) -> Build:
+    """Drop one build that is not active (`ValueError` for the active one)."""
+    build = Build(projection, number)
+    async with _connection(settings) as connection:
+        await drop_build(connection, build)
+    return build
 
 
 async def list_parked(
-    connection: Connection,
+    settings: ProjectorSettings,
     projection: str,
     *,
     reason: str | None = None,
     aggregates: Sequence[AggregateKey] = (),
     limit: int = 1000,
 ) -> list[ParkedEvent]:
-    """Parked events of the active build, oldest aggregate first, each aggregate in version order."""
-    schema = await _schema(connection, projection)
-    rows = await connection.fetch(
-        f"""
-        SELECT p.*, p.envelope ->> 'type' AS event_type FROM "{schema}".parked_events p
-        WHERE ($1::text IS NULL OR p.reason = $1)
-          AND (cardinality($2::text[]) = 0
-               OR (p.aggregate_type, p.aggregate_id) IN (SELECT * FROM unnest($2::text[], $3::text[])))
-        ORDER BY p.aggregate_type, p.aggregate_id, p.version
-        LIMIT $4
-        """,  # noqa: S608  # schema from projector.builds
-        reason,
-        [k[0] for k in aggregates],
-        [k[1] for k in aggregates],
-        limit,
-    )
-    return [
-        ParkedEvent(
-            r["aggregate_type"],
-            r["aggregate_id"],
-            r["version"],
-            r["event_type"] or "?",
-            r["reason"],
-            r["error"],
-            r["attempts"],
-            r["topic"],
-            r["partition"],
-            r["offset"],
-            r["parked_at"],
+    """Parked events of the active build, each aggregate in version order."""
+    async with _connection(settings) as connection:
+        return await parked.list_parked(
+            connection, projection, reason=reason, aggregates=aggregates, limit=limit
         )
-        for r in rows
+
+
+async def replay(
+    settings: ProjectorSettings,
+    projection: str,
+    aggregates: Sequence[AggregateKey] = (),
+    *,
+    wait: float = 0.0,
+) -> tuple[list[AggregateKey], list[ParkedEvent]]:
+    """Ask for the replay of these aggregates' parked events (all when none given); with `wait`,
+    wait that long for a replica to replay them. Returns the aggregates marked and what is parked
+    again; `TimeoutError` when no replica replayed them in time."""
+    async with _connection(settings) as connection:
+        marked = await parked.request_replay(connection, projection, aggregates)
+        if not marked or wait <= 0:
+            return marked, []
+        return marked, await parked.wait_for_replay(connection, projection, marked, within=wait)
+
+
+async def dead_letters(settings: ProjectorSettings) -> list[DeadLetterRecord]:
+    """Every record on `events.dlq`, oldest first."""
+    name = TopicNames(settings.topic_prefix).events_dlq
+    records = await read_all(settings.kafka_bootstrap_servers, name)
+    return [
+        DeadLetterRecord(
+            record.offset,
+            {k: v.decode(errors="replace") for k, v in record.headers if k.startswith("dlq.")},
+            (record.value or b"").decode(errors="replace"),
+        )
+        for record in records
     ]
-
-
-async def parked_counts(connection: Connection, projection: str) -> dict[str, int]:
-    """How many events are parked in the active build, by reason."""
-    schema = await _schema(connection, projection)
-    rows = await connection.fetch(
-        f'SELECT reason, count(*) AS n FROM "{schema}".parked_events GROUP BY reason'  # noqa: S608  # schema from projector.builds
-    )
-    return {r["reason"]: r["n"] for r in rows}
-
-
-async def request_replay(
-    connection: Connection, projection: str, aggregates: Sequence[AggregateKey] = ()
-) -> list[AggregateKey]:
-    """Mark every parked event of these aggregates (all parked aggregates if none given) for
-    replay; returns the aggregates marked."""
-    schema = await _schema(connection, projection)
-    rows = await connection.fetch(
-        f"""
-        UPDATE "{schema}".parked_events p SET reason = $3
-        WHERE cardinality($1::text[]) = 0
-           OR (p.aggregate_type, p.aggregate_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-        RETURNING p.aggregate_type, p.aggregate_id
-        """,  # noqa: S608  # schema from projector.builds
-        [k[0] for k in aggregates],
-        [k[1] for k in aggregates],
-        REPLAY,
-    )
-    return sorted({(r["aggregate_type"], r["aggregate_id"]) for r in rows})
-
-
-async def wait_for_replay(
-    connection: Connection, projection: str, aggregates: Sequence[AggregateKey], *, within: float
-) -> list[ParkedEvent]:
-    """Wait until a replica has replayed the aggregates; returns what is parked again afterwards.
-
-    Raises `TimeoutError` if events are still waiting for a replica (none may be running)."""
-    deadline = time.monotonic() + within
-    while True:
-        parked = await list_parked(connection, projection, aggregates=aggregates)
-        if all(p.reason != REPLAY for p in parked):
-            return parked
-        if time.monotonic() > deadline:
-            pending = sum(p.reason == REPLAY for p in parked)
-            raise TimeoutError(f"{pending} events still wait for a projector replica to replay them")
-        await asyncio.sleep(0.2)

@@ -26,6 +26,7 @@ async def _init_connection(connection: asyncpg.Connection[asyncpg.Record]) -> No
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, connect: ConnectOptions = PLAIN
 ) -> asyncpg.Pool[asyncpg.Record]:
+    """A pool whose connections decode `json`/`jsonb` to Python values."""
     return await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init_connection, **connect.for_dsn(dsn)
     )

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from cqrs_shared.contracts import shop as c
 from cqrs_shared.envelopes import EventEnvelope
-from projector_svc.operations import list_parked, request_replay, wait_for_replay
+from projector_svc.parked import list_parked, request_replay, wait_for_replay
 from projector_svc.testing import StartProjector
 from projector_svc.testing.kafka_feed import EventFeed, end_offsets, read_all
 from projector_svc.testing.poison import BuggyShopProjection

@@ -14,7 +14,7 @@ import pytest
 from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.problems import ProblemError
 from cqrs_shared.read_models.shop import CUSTOMERS, SHOP
-from projector_svc.builds import ensure_active_build
+from projector_svc.testing.builds import ensure_active_build
 from projector_svc.testing.shop import ShopProjection
 from query_svc.app import create_app
 from query_svc.database import Reader

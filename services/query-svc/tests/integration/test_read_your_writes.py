@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.read_models.shop import CUSTOMERS, SHOP
-from projector_svc.builds import activate, create_build
+from projector_svc.testing.builds import activate, create_build
 from projector_svc.testing.shop import ShopProjection
 from query_svc.app import create_app
 from query_svc.hub import ChangeHub

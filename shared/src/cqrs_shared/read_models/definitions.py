@@ -94,6 +94,8 @@ class Derivation:
 
 @dataclass(frozen=True)
 class ProjectionDefinition:
+    """One projection as data: its read models' folds, migrations, relations, derivations, upcasters."""
+
     projection: Projection
     folds: tuple[RowFold, ...]
     migrations: tuple[Path, ...]
