@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cqrs_cli import commands, demo, dlq, projector, token
+from cqrs_cli import commands, demo, dlq, projector, setup, token
 
 app = typer.Typer(
     name="cqrs",
@@ -17,3 +17,4 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(projector.app, name="projector")
 app.command("token")(token.mint)
 app.command("demo")(demo.run)
+app.command("setup")(setup.run)
