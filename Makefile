@@ -86,14 +86,8 @@ SOAK_MINUTES ?= 30
 soak: deps ## 30 min of load and seeded faults on a private stack, then the checker (SEED=n SOAK_MINUTES=n)
 	@$(UV) run --frozen python -m soak --minutes $(SOAK_MINUTES) $(if $(SEED),--seed $(SEED))
 
-HELM := $(shell command -v helm 2>/dev/null || echo "$$(go env GOPATH)/bin/helm")
-CHART := deploy/k8s/helm/cqrs-platform
-
-manifests: ## Lint the Helm chart and render deploy/k8s/manifests from its defaults
-	@test -x "$(HELM)" || go install helm.sh/helm/v3/cmd/helm@v3.19.0
-	@$(HELM) lint --strict $(CHART)
-	@$(HELM) template cqrs $(CHART) --namespace cqrs > deploy/k8s/manifests/cqrs-platform.yaml
-	@echo "rendered deploy/k8s/manifests/cqrs-platform.yaml"
+manifests: ## Lint the Helm chart and render deploy/k8s/manifests/base from its defaults (builds helm once)
+	@scripts/deploy/manifests.sh
 
 clean: ## Stop everything and delete local data (keeps downloads and builds)
 	@$(SERVICES) down || true

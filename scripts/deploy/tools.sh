@@ -2,9 +2,11 @@
 # Builds (once) and locates the tools the deploy checks use: helm, etcd, kube-apiserver, kubectl and
 # the docker compose v2 plugin. None of them has a package in the registries this project can reach
 # (Debian's docker-compose is v1), so each is built from
-# the Go module proxy at a pinned version and cached as a binary under $TOOLS_DIR (default
-# $STACK_CACHE_DIR/tools, i.e. .stack/tools: git-ignored). A cached binary is never rebuilt; delete it
-# to force a rebuild. Builds run under `nice` so a build beside tests does not starve them.
+# the Go module proxy at a pinned version and cached as a binary under $CQRS_TOOLS_DIR (default
+# ~/.cache/cqrs-platform/tools: outside every clone, so each worktree and CI's fresh clone on the same
+# machine reuse one build). A cached binary is never rebuilt; delete it to force a rebuild (the
+# version is in its name, so bumping a pin below builds anew). Builds run under `nice` so that a build
+# beside tests does not starve them.
 #
 #   scripts/deploy/tools.sh path NAME      print the cached binary's path (exit 1 if it is not built)
 #   scripts/deploy/tools.sh ensure NAME..  build what is missing (helm ~4 min, etcd ~4 min, kube-apiserver
@@ -12,9 +14,7 @@
 #   scripts/deploy/tools.sh status         one line per tool
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-STACK_DIR="${STACK_DIR:-$REPO_ROOT/.stack}"
-TOOLS_DIR="${TOOLS_DIR:-${STACK_CACHE_DIR:-$STACK_DIR}/tools}"
+TOOLS_DIR="${CQRS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cqrs-platform/tools}"
 
 # One place for the pinned versions. KUBE_VERSION is also the API version the manifests are checked against.
 HELM_VERSION=v3.22.0
@@ -27,7 +27,6 @@ KUBE_STAGING_VERSION="v0.${KUBE_VERSION#v1.}"
 log() { printf '[k8s-tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# A tool's binary carries its version in its name, so bumping a pin above builds anew.
 bin_path() {
   case "$1" in
     helm) echo "$TOOLS_DIR/helm-$HELM_VERSION" ;;
