@@ -15,8 +15,9 @@ import typer
 
 from cqrs_shared.topics import TopicNames, ensure_topics
 from projector_svc.builds import ensure_active_build
+from projector_svc.event_topics import ensure_kept_forever
 from projector_svc.pg import create_pool
-from projector_svc.service import prepare_topics
+from projector_svc.runtime import ProjectorRuntime
 from projector_svc.settings import ProjectorSettings
 from projector_svc.views import PROJECTIONS, projection_named
 
@@ -36,7 +37,13 @@ async def _setup(views: list[str]) -> list[str]:
     try:
         for view in views:
             projection = projection_named(view)
-            await prepare_topics(settings, projection)
+            # What the projector's start-up does (projector_svc.service.prepare_topics, internal to it).
+            await ensure_kept_forever(
+                settings.kafka_bootstrap_servers,
+                [*ProjectorRuntime.source_topics(projection, topics), topics.events_dlq],
+                partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication_factor,
+            )
             async with pool.acquire() as connection:
                 build = await ensure_active_build(connection, projection)
             done.append(f"{view}: topics ready, active build {build.schema} migrated")
