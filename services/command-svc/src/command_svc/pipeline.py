@@ -97,9 +97,9 @@ class CommandPipeline:
     async def _decide_and_store(
         self, envelope: CommandEnvelope, route: CommandRoute, payload: BaseModel
     ) -> CommandResult:
-        previous = await self._previous_outcome(envelope.command_id)
-        if previous is not None:
-            return previous
+        # A repeat is not looked up first: storing its outcome collides on the command id, and the
+        # store answers with the outcome it already has (one store call per new command instead of
+        # two). Only a decision that stores nothing has to ask.
         aggregate = route.aggregate
         fresh = False
         for _attempt in range(self._max_attempts):
@@ -109,7 +109,9 @@ class CommandPipeline:
                 envelope, aggregate, payload, head, await self._related(aggregate, payload)
             )
             if isinstance(decision, Accepted):
-                return decision  # decided that nothing changes: there is nothing to store
+                # Decided that nothing changes, so nothing is stored and nothing collides: a repeat
+                # must be recognised here, or it would be answered with today's version.
+                return await self._previous_outcome(envelope.command_id) or decision
             if isinstance(decision, Rejected):
                 if cached:
                     # A cached head may be stale; a rejection is final, so confirm it on fresh state.

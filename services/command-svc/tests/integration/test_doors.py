@@ -153,7 +153,15 @@ async def test_http_refuses_bodies_that_are_not_commands(http: httpx.AsyncClient
 
 
 class UnreachableStore(MongoWriteStore):
+    """Every call the pipeline makes fails as a refused connection does."""
+
     async def find_outcome(self, command_id: uuid.UUID) -> Any:
+        raise WriteStoreUnavailableError("connection refused")
+
+    async def load_head(self, aggregate_type: str, aggregate_id: str) -> Any:
+        raise WriteStoreUnavailableError("connection refused")
+
+    async def append(self, commit: Any) -> None:
         raise WriteStoreUnavailableError("connection refused")
 
 

@@ -319,3 +319,62 @@ async def test_an_order_too_large_for_money_is_a_rule_violation_not_a_crash(
         command("PlaceOrder", "o-1", {"customer_id": "c-1", "currency": "EUR", "lines": [huge]}), auth
     )
     assert isinstance(outcome, Rejected) and "order.total_too_large" in outcome.message
+
+
+class CountingStore(MemoryWriteStore):
+    """Counts the pipeline's calls to the store (round trips to a real one), not the store's own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self._inside = False
+
+    async def find_outcome(self, command_id: uuid.UUID) -> Any:
+        if not self._inside:
+            self.calls.append("find_outcome")
+        return await super().find_outcome(command_id)
+
+    async def load_head(self, aggregate_type: str, aggregate_id: str) -> Commit | None:
+        self.calls.append("load_head")
+        return await super().load_head(aggregate_type, aggregate_id)
+
+    async def append(self, commit: Commit) -> None:
+        self.calls.append("append")
+        self._inside = True
+        try:
+            await super().append(commit)
+        finally:
+            self._inside = False
+
+
+async def test_a_new_command_on_a_known_head_costs_one_store_call(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    store = CountingStore()
+    pipeline = CommandPipeline(CommandRegistry([tally]), store, TokenVerifier(auth_settings))
+    auth = token_for("tally:write")
+    await pipeline.handle(command("Increment", "t-1", {"by": 1}), auth)
+    store.calls.clear()
+    outcome = await pipeline.handle(command("Increment", "t-1", {"by": 1}), auth)
+    assert isinstance(outcome, Accepted) and outcome.version == 2
+    assert store.calls == ["append"]
+
+
+async def test_a_repeat_that_would_now_change_nothing_gets_its_first_answer(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    # Increment by 5 changes nothing once the total is 5 or more: the repeat decides "no events",
+    # stores nothing and collides with nothing, so only asking the store finds the first answer.
+    def decide(state: Any, command: Any, related: Any) -> Any:
+        if command.by == 5 and state is not None and state.total >= 5:
+            return []
+        return tally.decide(state, command, related)
+
+    store = MemoryWriteStore()
+    pipeline = CommandPipeline(CommandRegistry([variant(tally, decide)]), store, TokenVerifier(auth_settings))
+    auth = token_for("tally:write")
+    cmd = command("Increment", "t-1", {"by": 5})
+    first = await pipeline.handle(cmd, auth)
+    assert isinstance(first, Accepted) and first.version == 1 and first.event_ids
+    await pipeline.handle(command("Increment", "t-1", {"by": 1}), auth)
+    assert await pipeline.handle(cmd, auth) == first

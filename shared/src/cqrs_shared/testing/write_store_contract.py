@@ -105,6 +105,17 @@ class WriteStoreContract:
         assert await store.load_head("tally", "b") is None
         assert await store.find_outcome(original.command_id) == original.outcome()
 
+    async def test_a_repeat_on_the_version_it_already_took_is_a_duplicate_not_a_conflict(
+        self, store: WriteStore
+    ) -> None:
+        # The pipeline stores without asking first whether a command is a repeat; the store's answer
+        # to a repeat must be the stored outcome even when the repeat also collides on the version.
+        original = make_commit("a", 1)
+        await store.append(original)
+        with pytest.raises(DuplicateCommandError) as exc:
+            await store.append(make_commit("a", 1, command_id=original.command_id))
+        assert exc.value.existing == original.outcome()
+
     async def test_concurrent_appends_on_one_version_have_exactly_one_winner(self, store: WriteStore) -> None:
         contenders = [make_commit("a", 1) for _ in range(10)]
         results = await asyncio.gather(*(store.append(c) for c in contenders), return_exceptions=True)
