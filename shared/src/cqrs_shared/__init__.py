@@ -9,6 +9,7 @@ __all__ = [
     "auth",
     "consistency",
     "contracts",
+    "dynamo_stream",
     "envelopes",
     "kafka_io",
     "liveness",
