@@ -22,13 +22,12 @@ from aiobotocore.session import get_session
 from cqrs_shared.contracts import shop as c
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.write_store.port import Commit, shard_of
-from projector_svc.pg import create_pool
 from projector_svc.settings import ProjectorSettings
 from projector_svc.stream_lambda import Environment, StreamProjector
+from projector_svc.testing.builds import create_pool
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory, envelope
 from projector_svc.testing.views_io import diff, read_rows
-from projector_svc.views.shop import ShopProjection
 
 pytestmark = pytest.mark.integration
 
@@ -175,7 +174,7 @@ async def test_stream_records_project_to_the_reference_fold_and_redelivery_chang
     records = await table.read_stream()
     assert [r["eventName"] for r in records].count("MODIFY") == len(commits[::3])
 
-    projector = await StreamProjector.open(ProjectorSettings(database_url=pg_database), ShopProjection())
+    projector = await StreamProjector.open(ProjectorSettings(database_url=pg_database))
     try:
         for batch in _batches(records):
             assert await projector.handle(batch) == {"batchItemFailures": []}

@@ -45,11 +45,11 @@ from cqrs_shared.pg_failover import acquire, is_failover
 from projector_svc.batch import BatchApplier, Outcome
 from projector_svc.builds import ensure_active_build
 from projector_svc.dead_letters import DeadLetter
+from projector_svc.declared import projection_named
 from projector_svc.incoming import Incoming, Origin, Undecodable
 from projector_svc.pg import Connection, pool_for
 from projector_svc.projection import Projection
 from projector_svc.settings import ProjectorSettings
-from projector_svc.views import projection_named
 
 log = logging.getLogger(__name__)
 
