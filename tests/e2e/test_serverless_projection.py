@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 from aiobotocore.session import get_session
+from prometheus_client import REGISTRY
 
 from cqrs_shared.contracts import shop as c
 from cqrs_shared.envelopes import EventEnvelope
@@ -238,3 +240,38 @@ async def test_poison_records_are_reported_alone_while_the_rest_of_the_batch_goe
     finally:
         await pool.close()
     assert [tuple(r) for r in parked] == [("p-2", 1, "rejected"), ("p-2", 2, "blocked")]
+
+
+def _dropped(reason: str) -> float:
+    return REGISTRY.get_sample_value("cqrs_postgres_connections_dropped_total", {"reason": reason}) or 0.0
+
+
+async def test_a_batch_that_meets_a_failover_is_retried_within_the_invocation(
+    table: StreamTable, pg_database: str
+) -> None:
+    events = ShopHistory(seed=23).take(120)
+    for event in events:
+        await table.put_commit(_commit([event]))
+    records = await table.read_stream()
+    projector = await StreamProjector.open(ProjectorSettings(database_url=pg_database))
+    admin = await asyncpg.connect(pg_database)
+    try:
+        # Aurora's failover as the handler's warm connection sees it: its session ends, and the
+        # next sessions land on a read-only node until DNS moves on to the new writer.
+        database = await admin.fetchval("SELECT current_database()")
+        await admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        read_only_before = _dropped("25006")
+        invocation = asyncio.create_task(projector.handle({"Records": records}))
+        async with asyncio.timeout(10):
+            while _dropped("25006") == read_only_before:  # noqa: ASYNC110  # a metric has no event
+                await asyncio.sleep(0.01)
+        await admin.execute(f'ALTER DATABASE "{database}" RESET default_transaction_read_only')
+        assert await invocation == {"batchItemFailures": []}
+    finally:
+        await admin.close()
+        await projector.close()
+    assert diff(await _rows(pg_database), fold(events)) == []
