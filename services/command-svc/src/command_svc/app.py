@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from command_svc.domain.decider import AggregateDefinition
 from command_svc.domain.shop import SHOP_AGGREGATES
 from command_svc.http_door import command_router
+from command_svc.pipeline import IntakePausedError
 from command_svc.registry import CommandRegistry
 from command_svc.service import CommandService
 from command_svc.settings import CommandServiceSettings
@@ -36,6 +37,7 @@ def create_app(
     install_problem_handlers(app)
     # Starlette types handlers as taking any Exception; this one is registered for its own class.
     app.add_exception_handler(WriteStoreUnavailableError, _store_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(IntakePausedError, _intake_paused)  # type: ignore[arg-type]
     app.include_router(
         command_router(
             lambda: (service.pipeline, service.results), max_command_bytes=settings.max_command_bytes
@@ -50,6 +52,18 @@ def create_app(
     app.include_router(operations_router(checks, liveness=service.liveness))
     app.state.service = service
     return app
+
+
+async def _intake_paused(request: Request, exc: IntakePausedError) -> JSONResponse:
+    log.warning("intake paused on %s: %s", request.url.path, exc)
+    return problem_response(
+        503,
+        "unavailable",
+        "Intake paused",
+        f"nothing was stored: {exc}",
+        headers={"Retry-After": "1"},
+        instance=request.url.path,
+    )
 
 
 async def _store_unavailable(request: Request, exc: WriteStoreUnavailableError) -> JSONResponse:

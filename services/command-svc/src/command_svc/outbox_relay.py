@@ -53,6 +53,9 @@ class RelaySettings:
     fresh_queue_size: int = 10_000
     #: Streams whose last published version is remembered, to skip a store read on the hot path.
     remembered_streams: int = 100_000
+    #: New commands are refused (503 / read again later) once the leases have been invalid this
+    #: long, so an overloaded store serves the relay's renewals before more writes.
+    intake_pause_after_seconds: float = 2.0
     #: `/healthz` fails when a relay loop has not completed a turn for this long (every call in a
     #: turn is bounded, so only a hang can exceed it).
     liveness_seconds: float = 90.0
@@ -130,6 +133,21 @@ class OutboxRelay:
                 raise RuntimeError(f"relay task {task.get_name()} stopped")
         if not self._tasks:
             raise RuntimeError("relay not started")
+
+    def intake_paused(self) -> str | None:
+        """Why new commands should wait, or None.
+
+        When this relay cannot keep its leases (each renewal queued behind the doors' writes on an
+        overloaded store), it publishes nothing while the doors keep storing: the backlog grows
+        and nothing reaches Kafka. Refusing new commands for a moment gives the store back to the
+        relay; they come again (HTTP clients on Retry-After, the topic door from its offsets).
+        """
+        if not self._tasks:
+            return None  # not started: nothing to protect (tests drive the pipeline alone)
+        behind = time.monotonic() - self._valid_until
+        if behind > self._settings.intake_pause_after_seconds:
+            return f"the outbox relay has held no valid lease for {behind:.1f} s; try again shortly"
+        return None
 
     def notify(self, commit: Commit) -> None:
         """Hand a fresh commit over; commits of shards owned elsewhere are left to their owner."""

@@ -30,11 +30,21 @@ from cqrs_shared.write_store import (
     ConcurrencyConflictError,
     DuplicateCommandError,
     WriteStore,
+    WriteStoreUnavailableError,
     shard_of,
 )
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class IntakePausedError(WriteStoreUnavailableError):
+    """New commands wait: storing more now would starve what publishes the stored ones.
+
+    A subclass of the store being unavailable, because every door already answers that the right
+    way (HTTP 503 with Retry-After, the topic door reads the command again later); unlike a failed
+    write, nothing was attempted, so the outcome is known: nothing happened.
+    """
 
 
 class CommandPipeline:
@@ -48,6 +58,7 @@ class CommandPipeline:
         relay_shards: int = 64,
         max_attempts: int = 5,
         head_cache_size: int = 10_000,
+        intake_paused: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._registry = registry
         self._store = store
@@ -55,6 +66,7 @@ class CommandPipeline:
         self._on_commit = on_commit
         self._relay_shards = relay_shards
         self._max_attempts = max_attempts
+        self._intake_paused = intake_paused
         # Serialising one aggregate's commands inside a process turns most races into queueing;
         # the store's unique key still decides between processes.
         self._locks = KeyedLocks()
@@ -91,6 +103,8 @@ class CommandPipeline:
         except AuthError as exc:
             code = RejectionCode.FORBIDDEN if exc.forbidden else RejectionCode.UNAUTHORIZED
             return reject(envelope, code, exc.message)
+        if (reason := self._intake_paused()) is not None:
+            raise IntakePausedError(reason)
         async with self._locks.hold(f"{route.aggregate.aggregate_type}/{envelope.aggregate_id}"):
             return await self._decide_and_store(envelope, route, payload)
 

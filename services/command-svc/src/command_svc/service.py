@@ -114,6 +114,7 @@ class CommandService:
             on_commit=self.relay.notify,
             relay_shards=settings.relay_shards,
             max_attempts=settings.max_decide_attempts,
+            intake_paused=self.relay.intake_paused,
         )
         self.results = ResultsPublisher(self._producer, self.topics)
         await self.relay.start()

@@ -180,6 +180,22 @@ async def test_an_unreachable_store_is_a_503_the_client_may_retry(
     assert await store.find_outcome(uuid.UUID(envelope["command_id"])) is None
 
 
+async def test_a_paused_intake_is_a_503_that_stored_nothing(
+    app: FastAPI, http: httpx.AsyncClient, store: MongoWriteStore, token_for: Any
+) -> None:
+    pipeline = app.state.service.pipeline
+    pipeline._intake_paused = lambda: "the outbox relay has held no valid lease for 3.0 s"
+    envelope = command("RegisterCustomer", "c-1", ADA)
+    response = await http.post(
+        "/v1/commands", json=envelope, headers={"Authorization": token_for("customers:write")}
+    )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["title"] == "Intake paused"
+    assert "nothing was stored" in response.json()["detail"]
+    assert await store.find_outcome(uuid.UUID(envelope["command_id"])) is None
+
+
 async def test_event_topics_are_created_to_keep_history_forever(app: FastAPI, kafka: KafkaClient) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()

@@ -277,3 +277,21 @@ async def test_a_store_too_slow_to_acquire_every_shard_within_a_ttl_still_lets_t
         assert relay.owned_shards == frozenset(range(SHARDS))
     finally:
         await relay.stop()
+
+
+async def test_new_commands_wait_while_the_relay_cannot_hold_its_leases() -> None:
+    store, publisher, leases = MemoryWriteStore(), RecordingPublisher(), FlakyLeases()
+    settings = RelaySettings(
+        shards=SHARDS, lease_ttl_seconds=1.5, scan_interval_seconds=0.05, intake_pause_after_seconds=0.5
+    )
+    relay = OutboxRelay(store, leases, publisher, member_id="r1", settings=settings)
+    await relay.start()
+    try:
+        assert relay.intake_paused() is None
+        leases.down = True
+        await eventually(lambda: relay.intake_paused() is not None, timeout=4)
+        assert "no valid lease" in (relay.intake_paused() or "")
+        leases.down = False
+        await eventually(lambda: relay.intake_paused() is None, timeout=3)
+    finally:
+        await relay.stop()

@@ -12,7 +12,7 @@ import pytest
 from command_svc.domain.decider import AggregateDefinition
 from command_svc.domain.shop import SHOP_AGGREGATES
 from command_svc.intake import DeadLetter
-from command_svc.pipeline import CommandPipeline
+from command_svc.pipeline import CommandPipeline, IntakePausedError
 from command_svc.registry import CommandRegistry
 from command_svc.write_store.memory_store import MemoryWriteStore
 from cqrs_shared.auth import TokenVerifier
@@ -378,3 +378,23 @@ async def test_a_repeat_that_would_now_change_nothing_gets_its_first_answer(
     assert isinstance(first, Accepted) and first.version == 1 and first.event_ids
     await pipeline.handle(command("Increment", "t-1", {"by": 1}), auth)
     assert await pipeline.handle(cmd, auth) == first
+
+
+async def test_a_paused_intake_refuses_a_command_before_anything_is_stored(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    reason: list[str] = ["the relay is behind"]
+    store = CountingStore()
+    pipeline = CommandPipeline(
+        CommandRegistry([tally]),
+        store,
+        TokenVerifier(auth_settings),
+        intake_paused=lambda: reason[0] if reason else None,
+    )
+    cmd = command("Increment", "t-1", {"by": 1})
+    with pytest.raises(IntakePausedError, match="the relay is behind"):
+        await pipeline.handle(cmd, token_for("tally:write"))
+    assert store.calls == []
+    reason.clear()
+    outcome = await pipeline.handle(cmd, token_for("tally:write"))
+    assert isinstance(outcome, Accepted) and outcome.version == 1
