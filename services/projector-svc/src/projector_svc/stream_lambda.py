@@ -211,15 +211,18 @@ class Environment:
     """What outlives one invocation in a Lambda execution environment: the event loop the pool
     belongs to, and the projector (opened on the first invocation, from the environment)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, owns_logging: bool = False) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.projector: StreamProjector | None = None
+        #: Lambda's process is ours to configure; a test's or a host process's logging is not.
+        self._owns_logging = owns_logging
 
     def run(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
         """Handle one invocation's event on this environment's loop."""
         if self.loop is None:
-            settings = ProjectorSettings()
-            configure_logging("projector-stream-lambda", settings.log_level, settings.log_format)
+            if self._owns_logging:
+                settings = ProjectorSettings()
+                configure_logging("projector-stream-lambda", settings.log_level, settings.log_format)
             self.loop = asyncio.new_event_loop()
         return self.loop.run_until_complete(self._handle(event))
 
@@ -239,7 +242,7 @@ class Environment:
         self.loop = None
 
 
-_ENVIRONMENT = Environment()
+_ENVIRONMENT = Environment(owns_logging=True)
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
