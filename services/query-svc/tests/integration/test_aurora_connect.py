@@ -21,8 +21,12 @@ import asyncpg
 import pytest
 
 from cqrs_shared.postgres_connect import PostgresConnectSettings
+from cqrs_shared.read_models.shop import SHOP
 from cqrs_shared.testing.tls import ServerCertificate, make_ca, make_server_certificate
 from query_svc.database import Reader
+from query_svc.hub import ChangeHub
+from query_svc.listener import ProjectionListener
+from query_svc.testing import NOTIFY_CHANNEL, wait_until
 from query_svc.testing.outages import PrivatePostgres
 
 pytestmark = pytest.mark.integration
@@ -190,3 +194,30 @@ async def _backend_pid_after_reconnect(reader: Reader) -> int:
         except Exception:  # noqa: BLE001, S112  # the dead connection's one failure, as a 503
             continue
     raise AssertionError("no read succeeded after the session ended")
+
+
+async def test_the_listen_connection_uses_tls_and_a_fresh_token_for_every_reconnect(
+    tls_server: TlsServer,
+) -> None:
+    signer = RotatingSigner(tls_server.server.dsn)
+    options = tls_server.settings("verify-full", iam=True).connect_options(signer)
+    listener = ProjectionListener(
+        tls_server.dsn(user=IAM_USER),
+        NOTIFY_CHANNEL,
+        ChangeHub([SHOP]),
+        keepalive_seconds=0.05,
+        connect=options,
+    )
+    listener.start()
+    admin = await asyncpg.connect(tls_server.server.dsn)
+    try:
+        await wait_until(listener.connected.is_set)
+        first = listener.backend_pid
+        assert await admin.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = $1", first) is True
+        await admin.execute("SELECT pg_terminate_backend($1)", first)
+        await wait_until(lambda: listener.backend_pid not in (None, first))
+        assert [t[2] for t in signer.issued] == [IAM_USER, IAM_USER]
+        assert signer.issued[0][3] != signer.issued[1][3]
+    finally:
+        await admin.close()
+        await listener.stop()
