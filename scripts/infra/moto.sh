@@ -51,8 +51,9 @@ moto_up() {
   fi
   ensure_port_free moto "$MOTO_HOST" "$MOTO_PORT"
   log "moto: starting"
+  # moto_server_serial.py: moto's server one request at a time (why: see the file).
   start_background "$MOTO_PIDFILE" "$MOTO_LOG" \
-    "$MOTO_VENV/bin/python" "$MOTO_VENV/bin/moto_server" -H "$MOTO_HOST" -p "$MOTO_PORT"
+    "$MOTO_VENV/bin/python" "$INFRA_DIR/moto/moto_server_serial.py" -H "$MOTO_HOST" -p "$MOTO_PORT"
   pid="$(<"$MOTO_PIDFILE")"
   if ! wait_until "moto HTTP" 30 _moto_http_ok; then
     tail -20 "$MOTO_LOG" >&2 || true

@@ -27,6 +27,7 @@ from cqrs_shared.envelopes import CommandEnvelope, EventEnvelope, utc_now
 from cqrs_shared.results import Accepted, CommandResult, FieldError, Rejected, RejectionCode
 from cqrs_shared.write_store import (
     Commit,
+    CommitTooLargeError,
     ConcurrencyConflictError,
     DuplicateCommandError,
     WriteStore,
@@ -136,6 +137,9 @@ class CommandPipeline:
                 await self._timed(self._store.append(decision))
             except DuplicateCommandError as exc:
                 return exc.existing
+            except CommitTooLargeError as exc:
+                # Final: the same decision would be as large again.
+                return await self._record(envelope, RejectionCode.INVALID, str(exc))
             except ConcurrencyConflictError:
                 self._heads.forget(aggregate.aggregate_type, envelope.aggregate_id)
                 fresh = True

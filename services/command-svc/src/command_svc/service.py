@@ -21,6 +21,7 @@ from command_svc.settings import CommandServiceSettings
 from command_svc.store_watchdog import StoreWatchdog, WatchdogSettings
 from command_svc.topic_consumer import ConsumerSettings, TopicConsumer
 from command_svc.topic_door import TopicDoor
+from command_svc.write_store.dynamo_store import DynamoWriteStore
 from command_svc.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.auth import TokenVerifier
@@ -40,6 +41,7 @@ class CommandService:
         self._verifier = TokenVerifier(settings)
         self._topic_door: TopicConsumer | None = None
         self._mongo: MongoWriteStore | None = None
+        self._dynamo: DynamoWriteStore | None = None
         self._watchdog: StoreWatchdog | None = None
         self._producer: RenewingProducer | None = None
         self._relay: OutboxRelay | None = None
@@ -142,11 +144,17 @@ class CommandService:
         mongo, self._mongo = self._mongo, None
         if mongo is not None:
             await mongo.close()
+        dynamo, self._dynamo = self._dynamo, None
+        if dynamo is not None:
+            await dynamo.close()
 
     async def _open_stores(self) -> tuple[WriteStore, LeaseStore]:
         if self.settings.write_store == "memory":
             return MemoryWriteStore(), MemoryLeaseStore()
         settings = self.settings
+        if settings.write_store == "dynamodb":
+            self._dynamo = await DynamoWriteStore.open(settings.dynamo())
+            return self._dynamo, self._dynamo.leases()
         self._mongo = await MongoWriteStore.open(
             settings.mongodb_uri,
             settings.mongodb_database,

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field
 
+from command_svc.write_store.dynamo_client import DynamoSettings
 from cqrs_shared.settings import AuthSettings, KafkaSettings, ObservabilitySettings, settings_config
 
 
@@ -23,7 +24,8 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
     instance_id: str = Field(default_factory=_default_instance)
 
     write_store: Annotated[
-        Literal["mongodb", "memory"], Field(validation_alias=AliasChoices("WRITE_STORE", "write_store"))
+        Literal["mongodb", "dynamodb", "memory"],
+        Field(validation_alias=AliasChoices("WRITE_STORE", "write_store")),
     ] = "mongodb"
     mongodb_uri: Annotated[str, Field(validation_alias=AliasChoices("MONGODB_URI", "mongodb_uri"))] = (
         "mongodb://127.0.0.1:27017/"
@@ -36,6 +38,22 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
     #: Concurrent write-store operations of this process (FerretDB holds a PostgreSQL connection
     #: for each operation in flight, from a pool shared by every client).
     mongodb_max_pool_size: Annotated[int, Field(ge=1, le=500)] = 32
+    #: DynamoDB (`WRITE_STORE=dynamodb`): endpoint (unset on AWS; moto's URL locally), region, and the
+    #: prefix of the table names (`<prefix>commits`, `<prefix>outcomes`, `<prefix>leases`).
+    dynamodb_endpoint_url: Annotated[
+        str | None, Field(validation_alias=AliasChoices("DYNAMODB_ENDPOINT_URL", "dynamodb_endpoint_url"))
+    ] = None
+    aws_region: Annotated[
+        str, Field(validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region"))
+    ] = "us-east-1"
+    dynamodb_table_prefix: Annotated[
+        str, Field(validation_alias=AliasChoices("DYNAMODB_TABLE_PREFIX", "dynamodb_table_prefix"))
+    ] = "cqrs-"
+    #: botocore's retry mode and attempts per call (throttling, 5xx, connection errors); what still
+    #: fails is "store unavailable" (503 + Retry-After, or the batch read again).
+    dynamodb_retry_mode: Literal["standard", "adaptive"] = "standard"
+    dynamodb_max_attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    dynamodb_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
     #: How often the store watchdog checks that this process's client still works.
     store_watchdog_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
     #: A client failing while the store answers probes for this long is reported wedged (`/healthz`).
@@ -73,3 +91,15 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
     #: A crashed replica's shards wait this long for a new publisher (renewed every third of it).
     relay_lease_ttl_seconds: Annotated[float, Field(gt=1)] = 4.0
     relay_scan_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
+
+    def dynamo(self) -> DynamoSettings:
+        """The DynamoDB client's settings (the write store, the stream publisher)."""
+        return DynamoSettings(
+            endpoint_url=self.dynamodb_endpoint_url,
+            region=self.aws_region,
+            table_prefix=self.dynamodb_table_prefix,
+            retry_mode=self.dynamodb_retry_mode,
+            max_attempts=self.dynamodb_max_attempts,
+            timeout_seconds=self.dynamodb_timeout_seconds,
+            max_pool_connections=self.batch_concurrency + 8,
+        )

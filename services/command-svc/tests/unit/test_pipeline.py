@@ -19,7 +19,7 @@ from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.results import Accepted, Rejected, RejectionCode
 from cqrs_shared.settings import AuthSettings
-from cqrs_shared.write_store import Commit, ConcurrencyConflictError
+from cqrs_shared.write_store import Commit, CommitTooLargeError, ConcurrencyConflictError
 
 
 def command(type_: str, aggregate_id: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -398,3 +398,23 @@ async def test_a_paused_intake_refuses_a_command_before_anything_is_stored(
     reason.clear()
     outcome = await pipeline.handle(cmd, token_for("tally:write"))
     assert isinstance(outcome, Accepted) and outcome.version == 1
+
+
+class _TinyStore(MemoryWriteStore):
+    """A store whose atomic write holds less than any commit (as DynamoDB's 400 KB item limit would)."""
+
+    async def append(self, commit: Commit) -> None:
+        raise CommitTooLargeError(500_000, 409_600)
+
+
+async def test_a_commit_too_large_for_the_store_is_rejected_as_invalid_and_recorded(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    store = _TinyStore()
+    pipeline = CommandPipeline(CommandRegistry([tally]), store, TokenVerifier(auth_settings), on_commit=print)
+    cmd = command("Increment", "t-1", {"by": 1})
+    outcome = await pipeline.handle(cmd, token_for("tally:write"))
+    assert isinstance(outcome, Rejected)
+    assert outcome.code is RejectionCode.INVALID and "409600" in outcome.message
+    assert await store.find_outcome(uuid.UUID(cmd["command_id"])) == outcome
+    assert await store.load_head("tally", "t-1") is None

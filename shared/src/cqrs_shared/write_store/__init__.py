@@ -2,6 +2,7 @@
 
 from cqrs_shared.write_store.port import (
     Commit,
+    CommitTooLargeError,
     ConcurrencyConflictError,
     DuplicateCommandError,
     LeaseStore,
@@ -12,6 +13,7 @@ from cqrs_shared.write_store.port import (
 
 __all__ = [
     "Commit",
+    "CommitTooLargeError",
     "ConcurrencyConflictError",
     "DuplicateCommandError",
     "LeaseStore",

@@ -10,6 +10,7 @@ Contract, proven for every adapter by the suite in `cqrs_shared.testing.write_st
   rejection), decided by the store, not by the caller: a second attempt raises
   `DuplicateCommandError` carrying the outcome already stored.
 - History is never rewritten: commits stay, so read models can be rebuilt from them.
+- A commit larger than the store can write atomically raises `CommitTooLargeError` (nothing stored).
 - Infrastructure failures raise `WriteStoreUnavailableError` (callers retry; the input is kept).
 """
 
@@ -80,6 +81,17 @@ class DuplicateCommandError(Exception):
     def __init__(self, existing: CommandResult) -> None:
         super().__init__(f"command {existing.command_id} was already {existing.status}")
         self.existing = existing
+
+
+class CommitTooLargeError(Exception):
+    """The commit exceeds what the store can hold in one atomic write (DynamoDB: 400 KB per item).
+
+    Nothing is stored; retrying cannot help, so callers reject the command."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the commit would take {size} bytes; the store holds at most {limit} in one write")
+        self.size = size
+        self.limit = limit
 
 
 class WriteStoreUnavailableError(Exception):
