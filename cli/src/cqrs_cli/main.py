@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cqrs_cli import commands, demo, dlq, projector, setup, token
+from cqrs_cli import aws, commands, demo, dlq, projector, setup, token
 
 app = typer.Typer(
     name="cqrs",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(commands.app, name="command")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(projector.app, name="projector")
+app.add_typer(aws.app, name="aws")
 app.command("token")(token.mint)
 app.command("demo")(demo.run)
 app.command("setup")(setup.run)

@@ -122,9 +122,10 @@ class DynamoWriteStore:
                     }
                 },
             ],
-            # The same commit retried (a timed-out call that did succeed) succeeds again instead
-            # of reporting its own outcome as a duplicate; a new decision gets a new token.
-            "ClientRequestToken": str(uuid.uuid5(commit.command_id, commit.commit_id)),
+            # No ClientRequestToken: a repeated command arrives as a new decision (another
+            # `committed_at`), which DynamoDB would refuse as a token mismatch instead of a
+            # duplicate. A botocore retry of a call that did succeed finds its own outcome stored
+            # and reports it as the duplicate it is; the answer to the caller is the same.
         }
         for attempt in range(_TRANSACTION_ATTEMPTS):
             try:
