@@ -19,9 +19,23 @@ class Import:
     names: tuple[str, ...]
 
 
-def imports_in(tree: Path) -> Iterator[Import]:
+def _type_checking_only(module: ast.Module) -> set[int]:
+    """ids of the nodes inside `if TYPE_CHECKING:` blocks: imports that never run."""
+    skipped: set[int] = set()
+    for node in ast.walk(module):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            skipped.update(id(inner) for statement in node.body for inner in ast.walk(statement))
+    return skipped
+
+
+def imports_in(tree: Path, *, runtime_only: bool = False) -> Iterator[Import]:
+    """Every import statement under `tree`; with `runtime_only`, not those under `if TYPE_CHECKING:`."""
     for path in sorted(tree.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        parsed = ast.parse(path.read_text(), str(path))
+        skipped = _type_checking_only(parsed) if runtime_only else set()
+        for node in ast.walk(parsed):
+            if id(node) in skipped:
+                continue
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     yield Import(path, node.lineno, alias.name, ())

@@ -30,6 +30,10 @@ WRITE_STORE_DRIVERS = {"pymongo", "aiobotocore", "botocore"}
 #: authentication is on (by `postgres_connect`, inside a function), so an image without the extra
 #: starts and explains what is missing when asked for IAM.
 EXTRA_MODULES = {"pg_failover": "postgres", "rds_iam": "aws"}
+#: The CLI's modules that need one of its extras: `cqrs aws` (tables as code) reads command-svc's
+#: table declarations and drives DynamoDB, so it needs `cqrs-cli[aws]`; the operator image goes
+#: without (no write-store driver in it), and the command says what to install.
+CLI_EXTRA_MODULES = {"aws": "aws"}
 #: Distribution name -> the source tree of its one top-level package.
 WORKSPACE = {
     "cqrs-shared": ROOT / "shared/src/cqrs_shared",
@@ -95,13 +99,14 @@ def test_shipped_modules_import_only_what_the_image_carries(package: str) -> Non
     locked = locked_distributions(package)
     provided = _distributions_of_modules()
     missing = []
-    for found in imports_in(WORKSPACE[package]):
+    for found in imports_in(WORKSPACE[package], runtime_only=True):
         if "testing" in found.path.relative_to(WORKSPACE[package]).parts:
             continue
         top = found.module.split(".")[0]
         if top in sys.stdlib_module_names or top == "__future__":
             continue
-        extra = EXTRA_MODULES.get(found.path.stem) if package == "cqrs-shared" else None
+        extras = {"cqrs-shared": EXTRA_MODULES, "cqrs-cli": CLI_EXTRA_MODULES}.get(package, {})
+        extra = extras.get(found.path.stem)
         if not provided.get(top, set()) & (locked_distributions(package, extra) if extra else locked):
             missing.append(f"{found.path.relative_to(ROOT)}:{found.line} imports {found.module}")
     assert missing == []

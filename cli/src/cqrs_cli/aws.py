@@ -1,4 +1,8 @@
-"""`cqrs aws`: the AWS side of the platform (tables as code, from the one declaration command-svc uses)."""
+"""`cqrs aws`: the AWS side of the platform (tables as code, from the one declaration command-svc uses).
+
+Needs `cqrs-cli[aws]` (command-svc's table declarations and DynamoDB driver); the operator image
+installs no extras, so this command explains what is missing there instead of failing at import.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,6 @@ import contextlib
 from typing import Annotated
 
 import typer
-
-from command_svc.write_store.dynamo_client import DynamoSettings, open_dynamodb
-from command_svc.write_store.dynamo_tables import TableNames, create_tables, table_definitions
 
 app = typer.Typer(help="Create and inspect the AWS resources of the write store.", no_args_is_help=True)
 
@@ -36,6 +37,12 @@ def create_tables_command(
     ] = True,
 ) -> None:
     """Create the write store's tables that are missing (idempotent) and wait until they are active."""
+    try:
+        from command_svc.write_store.dynamo_client import DynamoSettings, open_dynamodb
+        from command_svc.write_store.dynamo_tables import TableNames, create_tables, table_definitions
+    except ImportError as exc:
+        typer.echo(f"`cqrs aws` needs the aws extra: install cqrs-cli[aws] ({exc})", err=True)
+        raise typer.Exit(2) from exc
     settings = DynamoSettings(endpoint_url=endpoint_url, region=region, table_prefix=prefix)
 
     async def run() -> list[str]:
