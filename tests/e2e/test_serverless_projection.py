@@ -1,26 +1,36 @@
-"""The serverless path end to end: commits in DynamoDB (moto), their stream read back from moto's
-DynamoDB Streams API, the Lambda handler invoked with those records, and the read models checked
-against the same reference fold the projector's tests use.
+"""The serverless path end to end: commands into DynamoDB (moto) through command-svc, the commits
+table's stream read back from moto's DynamoDB Streams API, the Lambda handler invoked with those
+records, and the read models checked against the same reference fold the projector's tests use.
 
-Commits are written as the DynamoDB write store writes them (`_put_commit` mirrors its
-`commit_item`: the commit as a JSON `body` beside its key, `pending_shard` until published), and
-some are then marked published (a `MODIFY` on the stream that must not deliver events again).
+Tables come from command-svc's own declarations and commits are written by its DynamoDB write
+store, so the records are exactly what AWS would deliver to the function.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
-from aiobotocore.session import get_session
 from prometheus_client import REGISTRY
 
+from command_svc.app import create_app
+from command_svc.settings import CommandServiceSettings
+from command_svc.write_store.dynamo_client import (
+    DynamoSettings,
+    open_dynamodb,
+    open_dynamodb_streams,
+)
+from command_svc.write_store.dynamo_store import DynamoWriteStore
+from command_svc.write_store.dynamo_tables import TableNames, create_tables, delete_tables
+from cqrs_shared.auth import mint_token
 from cqrs_shared.contracts import shop as c
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.write_store.port import Commit, shard_of
@@ -36,102 +46,69 @@ pytestmark = pytest.mark.integration
 Record = dict[str, Any]
 #: Records per invocation, as an event source mapping's BatchSize would deliver them.
 BATCH_SIZE = 100
+SECRET = "serverless-test-secret-that-is-long-enough-for-hs256"
 
 
-class StreamTable:
-    """A commits table with a NEW_IMAGE stream on moto, written and read the way AWS would be."""
+@dataclass
+class Dynamo:
+    """The write store's tables on moto, its store, and a client of the commits table's stream."""
 
-    def __init__(self, dynamodb: Any, streams: Any, name: str) -> None:
-        self.dynamodb, self.streams, self.name = dynamodb, streams, name
-        self.stream_arn = ""
-
-    async def create(self) -> None:
-        answer = await self.dynamodb.create_table(
-            TableName=self.name,
-            KeySchema=[
-                {"AttributeName": "stream", "KeyType": "HASH"},
-                {"AttributeName": "base", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "stream", "AttributeType": "S"},
-                {"AttributeName": "base", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-        )
-        self.stream_arn = answer["TableDescription"]["LatestStreamArn"]
-
-    async def put_commit(self, commit: Commit) -> None:
-        body = commit.model_dump(mode="json", exclude={"published"})
-        await self.dynamodb.put_item(
-            TableName=self.name,
-            Item={
-                "stream": {"S": f"{commit.aggregate_type}/{commit.aggregate_id}"},
-                "base": {"N": str(commit.base_version)},
-                "version": {"N": str(commit.version)},
-                "command_id": {"S": str(commit.command_id)},
-                "pending_shard": {"N": str(commit.shard)},
-                "body": {"S": json.dumps(body, separators=(",", ":"))},
-            },
-            ConditionExpression="attribute_not_exists(#s)",
-            ExpressionAttributeNames={"#s": "stream"},
-        )
+    settings: DynamoSettings
+    names: TableNames
+    client: Any
+    streams: Any
+    store: DynamoWriteStore
 
     async def put_raw(self, stream: str, base: int, body: str) -> None:
-        await self.dynamodb.put_item(
-            TableName=self.name, Item={"stream": {"S": stream}, "base": {"N": str(base)}, "body": {"S": body}}
-        )
-
-    async def mark_published(self, commit: Commit) -> None:
-        await self.dynamodb.update_item(
-            TableName=self.name,
-            Key={
-                "stream": {"S": f"{commit.aggregate_type}/{commit.aggregate_id}"},
-                "base": {"N": str(commit.base_version)},
-            },
-            UpdateExpression="REMOVE pending_shard",
+        """An item in the commits table that the store would never write (a poison record)."""
+        await self.client.put_item(
+            TableName=self.names.commits,
+            Item={"stream": {"S": stream}, "base": {"N": str(base)}, "body": {"S": body}},
         )
 
     async def read_stream(self) -> list[Record]:
         """Every record of every shard from the trim horizon, shaped as Lambda delivers them."""
-        description = (await self.streams.describe_stream(StreamArn=self.stream_arn))["StreamDescription"]
+        table = (await self.client.describe_table(TableName=self.names.commits))["Table"]
+        arn = table["LatestStreamArn"]
+        description = (await self.streams.describe_stream(StreamArn=arn))["StreamDescription"]
         records: list[Record] = []
         for shard in description["Shards"]:
             iterator = (
                 await self.streams.get_shard_iterator(
-                    StreamArn=self.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                    StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
                 )
             )["ShardIterator"]
             while iterator:
                 answer = await self.streams.get_records(ShardIterator=iterator, Limit=1000)
-                records.extend(self._as_lambda_record(r) for r in answer["Records"])
+                records.extend(_as_lambda_record(r, arn) for r in answer["Records"])
                 if not answer["Records"]:
                     break
                 iterator = answer.get("NextShardIterator")
         return records
 
-    def _as_lambda_record(self, record: Mapping[str, Any]) -> Record:
-        dynamodb = dict(record["dynamodb"])
-        created = dynamodb.get("ApproximateCreationDateTime")
-        if isinstance(created, datetime):  # botocore parses it; Lambda delivers epoch seconds
-            dynamodb["ApproximateCreationDateTime"] = created.timestamp()
-        return {**record, "dynamodb": dynamodb, "eventSourceARN": self.stream_arn}
+
+def _as_lambda_record(record: Mapping[str, Any], arn: str) -> Record:
+    dynamodb = dict(record["dynamodb"])
+    created = dynamodb.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):  # botocore parses it; Lambda delivers epoch seconds
+        dynamodb["ApproximateCreationDateTime"] = created.timestamp()
+    return {**record, "dynamodb": dynamodb, "eventSourceARN": arn}
 
 
 @pytest.fixture
-async def table(dynamodb_endpoint: str, unique: str) -> AsyncIterator[StreamTable]:
-    session = get_session()
-    region = "us-east-1"
-    async with (
-        session.create_client("dynamodb", endpoint_url=dynamodb_endpoint, region_name=region) as dynamodb,
-        session.create_client(
-            "dynamodbstreams", endpoint_url=dynamodb_endpoint, region_name=region
-        ) as streams,
-    ):
-        table = StreamTable(dynamodb, streams, f"serverless-{unique}-commits")
-        await table.create()
-        yield table
-        await dynamodb.delete_table(TableName=table.name)
+async def dynamo(dynamodb_endpoint: str, unique: str) -> AsyncIterator[Dynamo]:
+    settings = DynamoSettings(endpoint_url=dynamodb_endpoint, table_prefix=f"sl-{unique}-")
+    names = TableNames(settings.table_prefix)
+    async with contextlib.AsyncExitStack() as stack:
+        client = await open_dynamodb(settings, stack)
+        streams = await open_dynamodb_streams(settings, stack)
+        await create_tables(client, names, protect=False)
+        store = await DynamoWriteStore.open(settings)
+        try:
+            yield Dynamo(settings, names, client, streams, store)
+        finally:
+            await store.close()
+            await delete_tables(client, names)
 
 
 def _commit(events: Sequence[EventEnvelope]) -> Commit:
@@ -151,6 +128,33 @@ def _commit(events: Sequence[EventEnvelope]) -> Commit:
     )
 
 
+def _command(type_: str, aggregate_id: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return {"command_id": str(uuid.uuid4()), "type": type_, "aggregate_id": aggregate_id, "payload": payload}
+
+
+def _script() -> list[dict[str, Any]]:
+    """A shop's day: registrations, renames, e-mail changes, a deletion, orders through their
+    lifecycle, and one command the domain rejects (an order for a customer who never registered)."""
+    script = [
+        _command("RegisterCustomer", f"c-{i}", {"name": f"Customer {i}", "email": f"c{i}@example.com"})
+        for i in range(12)
+    ]
+    script += [_command("RenameCustomer", f"c-{i}", {"name": f"Renamed {i}"}) for i in range(0, 12, 2)]
+    script += [_command("ChangeCustomerEmail", f"c-{i}", {"email": f"new{i}@example.com"}) for i in (1, 5)]
+    line = {"sku": "sku-1", "quantity": 2, "unit_price": "4.50"}
+    script += [
+        _command("PlaceOrder", f"o-{i}", {"customer_id": f"c-{i % 12}", "currency": "EUR", "lines": [line]})
+        for i in range(16)
+    ]
+    script += [_command("AddOrderLine", f"o-{i}", {"line": {**line, "sku": "sku-2"}}) for i in (0, 3)]
+    script += [_command("ConfirmOrder", f"o-{i}", {}) for i in range(8)]
+    script += [_command("ShipOrder", f"o-{i}", {"tracking_number": f"t-{i}"}) for i in range(4)]
+    script += [_command("CancelOrder", f"o-{i}", {"reason": "changed mind"}) for i in (8, 9)]
+    script += [_command("DeleteCustomer", "c-11", {})]
+    script += [_command("PlaceOrder", "o-x", {"customer_id": "c-nobody", "currency": "EUR", "lines": [line]})]
+    return script
+
+
 def _batches(records: Sequence[Record]) -> list[dict[str, list[Record]]]:
     return [{"Records": list(records[i : i + BATCH_SIZE])} for i in range(0, len(records), BATCH_SIZE)]
 
@@ -164,24 +168,54 @@ async def _rows(dsn: str) -> Any:
         await pool.close()
 
 
-async def test_stream_records_project_to_the_reference_fold_and_redelivery_changes_nothing(
-    table: StreamTable, pg_database: str
+async def _stored_events(store: DynamoWriteStore) -> list[EventEnvelope]:
+    return [event async for commit in store.history() for event in commit.events]
+
+
+async def test_commands_into_dynamodb_project_through_the_stream_handler_to_the_reference_fold(
+    dynamo: Dynamo, pg_database: str, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
-    events = ShopHistory(seed=21).take(300)
-    commits = [_commit([e]) for e in events]
-    for commit in commits:
-        await table.put_commit(commit)
-    for commit in commits[::3]:  # the relay's publication marks: MODIFY records without events
-        await table.mark_published(commit)
-    records = await table.read_stream()
-    assert [r["eventName"] for r in records].count("MODIFY") == len(commits[::3])
+    settings = CommandServiceSettings(
+        write_store="dynamodb",
+        dynamodb_endpoint_url=dynamo.settings.endpoint_url,
+        dynamodb_table_prefix=dynamo.settings.table_prefix,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        auth_mode="jwt",
+        jwt_secret=SECRET,
+    )
+    roles = ["customers:write", "customers:erase", "orders:write"]
+    token = "Bearer " + mint_token(
+        SECRET, subject="e2e", roles=roles, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    script = _script()
+    command_svc = create_app(settings)
+    async with (
+        command_svc.router.lifespan_context(command_svc),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=command_svc), base_url="http://command-svc"
+        ) as client,
+    ):
+        answers = [
+            (await client.post("/v1/commands", json=command, headers={"Authorization": token})).json()
+            for command in script
+        ]
+    statuses = [a.get("status", a.get("code")) for a in answers]
+    assert statuses.count("accepted") == len(script) - 1, answers
+    assert answers[-1]["code"] == "rule_violated"
+
+    events = await _stored_events(dynamo.store)
+    assert len(events) == len(script) - 1
+    records = await dynamo.read_stream()
+    inserts = [r for r in records if r["eventName"] == "INSERT"]
+    assert len(inserts) == len(events)  # one commit per accepted command; the relay's marks are MODIFYs
 
     projector = await StreamProjector.open(ProjectorSettings(database_url=pg_database))
     try:
         for batch in _batches(records):
             assert await projector.handle(batch) == {"batchItemFailures": []}
         assert diff(await _rows(pg_database), fold(events)) == []
-        # Lambda delivers a batch again after a timeout or crash: duplicates, nothing changes.
+        # Lambda delivers a batch again after a timeout or a crash: duplicates, nothing changes.
         for batch in _batches(records[: BATCH_SIZE * 2]):
             assert await projector.handle(batch) == {"batchItemFailures": []}
     finally:
@@ -190,31 +224,32 @@ async def test_stream_records_project_to_the_reference_fold_and_redelivery_chang
 
 
 async def test_poison_records_are_reported_alone_while_the_rest_of_the_batch_goes_through(
-    table: StreamTable, pg_database: str, monkeypatch: pytest.MonkeyPatch
+    dynamo: Dynamo, pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events = ShopHistory(seed=22).take(150)
     good = [_commit([e]) for e in events]
     for commit in good[:60]:
-        await table.put_commit(commit)
+        await dynamo.store.append(commit)
     # Not a commit the store would write: undecodable.
-    await table.put_raw("customer/p-1", 0, "{not json")
+    await dynamo.put_raw("customer/p-1", 0, "{not json")
     # A well-formed commit whose event breaks its contract (no e-mail): refused by the projection,
     # and the aggregate's next event is held behind it.
     at = datetime(2026, 1, 1, tzinfo=UTC)
     registered = envelope("customer", "p-2", 1, c.CustomerRegistered(name="P", email="p@example.com"), at)
     broken = registered.model_copy(update={"payload": {"name": "P"}})
     renamed = envelope("customer", "p-2", 2, c.CustomerRenamed(name="Q"), at)
-    await table.put_commit(_commit([broken]))
+    await dynamo.store.append(_commit([broken]))
     for commit in good[60:]:
-        await table.put_commit(commit)
-    await table.put_commit(_commit([renamed]))
-    records = await table.read_stream()
+        await dynamo.store.append(commit)
+    await dynamo.store.append(_commit([renamed]))
+    records = await dynamo.read_stream()
     poison = [
         r["dynamodb"]["SequenceNumber"]
         for r in records
         if r["dynamodb"]["Keys"]["stream"]["S"] in ("customer/p-1", "customer/p-2")
         and r["dynamodb"]["Keys"]["base"]["N"] == "0"
     ]
+    assert len(poison) == 2
 
     # The sync entry point, as Lambda calls it, on its own event loop (here in a worker thread).
     monkeypatch.setenv("DATABASE_URL", pg_database)
@@ -247,12 +282,12 @@ def _dropped(reason: str) -> float:
 
 
 async def test_a_batch_that_meets_a_failover_is_retried_within_the_invocation(
-    table: StreamTable, pg_database: str
+    dynamo: Dynamo, pg_database: str
 ) -> None:
     events = ShopHistory(seed=23).take(120)
     for event in events:
-        await table.put_commit(_commit([event]))
-    records = await table.read_stream()
+        await dynamo.store.append(_commit([event]))
+    records = await dynamo.read_stream()
     projector = await StreamProjector.open(ProjectorSettings(database_url=pg_database))
     admin = await asyncpg.connect(pg_database)
     try:
