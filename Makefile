@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-commands bench-growth bench-projector bench-query soak manifests images k8s-check lint-deploy clean
+.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-commands bench-growth bench-projector bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ fmt: deps ## Format and fix what ruff can
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
 
-bench: bench-commands bench-growth bench-projector bench-query ## Every benchmark (figures next to the machine's raw limits)
+bench: bench-commands bench-growth bench-projector bench-query bench-serverless ## Every benchmark (figures next to the machine's raw limits)
 
 bench-commands: deps ## Commands/s through the topic door vs raw Kafka and raw store rates
 	@$(STACK) up
@@ -81,6 +81,10 @@ bench-projector: deps ## Projected events/s (steady, rebuild) and staleness vs r
 bench-query: deps ## Query requests/s and latency vs a raw asyncpg SELECT of the same rows
 	@$(STACK) up
 	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.query_bench
+
+bench-serverless: deps ## Serverless path: stream records applied by the Lambda handler vs raw decode and insert rates
+	@$(STACK) up
+	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.stream_lambda_bench
 
 SOAK_MINUTES ?= 30
 soak: deps ## 30 min of load and seeded faults on a private stack, then the checker (SEED=n SOAK_MINUTES=n)
