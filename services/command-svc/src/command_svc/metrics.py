@@ -1,6 +1,17 @@
-"""Prometheus metrics of the command service (module-level: one registry per process)."""
+"""Prometheus metrics of the command service (module-level: one registry per process).
+
+Names follow Prometheus conventions: the unit in the name (`_seconds`), `_total` on counters. The
+alert rules (deploy/prometheus/) and the dashboard (deploy/grafana/) use these names; a test checks
+that every name they use is declared in a service's metrics module.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from cqrs_shared.envelopes import utc_now
+from cqrs_shared.write_store import Commit
 
 COMMANDS = Counter("cqrs_commands_total", "Commands handled, by door and outcome", ["door", "outcome"])
 COMMAND_SECONDS = Histogram("cqrs_command_seconds", "Time to handle one command, by door", ["door"])
@@ -14,5 +25,31 @@ PRODUCER_RENEWALS = Counter(
     "cqrs_kafka_producer_renewals_total", "Kafka producers replaced after a failed delivery"
 )
 RELAY_PUBLISHED = Counter("cqrs_relay_events_published_total", "Events published by the outbox relay")
-RELAY_LAG = Gauge("cqrs_relay_unpublished_commits", "Commits found unpublished by the last recovery scan")
+RELAY_LAG = Gauge(
+    "cqrs_relay_unpublished_commits",
+    "Outbox backlog: stored, unpublished commits of this replica's shards found by the last recovery "
+    "scan (a scan reads at most one relay batch, so the figure is capped at the batch size)",
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "cqrs_outbox_oldest_unpublished_age_seconds",
+    "Age of the oldest stored, unpublished commit the last recovery scan found (0: none)",
+)
+CONFLICTS_RETRIED = Counter(
+    "cqrs_command_conflicts_retried_total",
+    "Optimistic-concurrency races lost to a concurrent command and retried on fresh state",
+)
+IDEMPOTENT_REPEATS = Counter(
+    "cqrs_command_idempotent_repeats_total",
+    "Commands whose id already had a stored outcome: answered with it, nothing changed",
+)
+
+
+def observe_outbox_scan(pending: Sequence[Commit], now: datetime | None = None) -> None:
+    """Record what a recovery scan found unpublished: the backlog and its oldest commit's age."""
+    now = now or utc_now()
+    RELAY_LAG.set(len(pending))
+    oldest = min((c.committed_at for c in pending), default=None)
+    OUTBOX_OLDEST_AGE.set(max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+
+
 RELAY_SHARDS_OWNED = Gauge("cqrs_relay_shards_owned", "Relay shards this replica holds a lease on")

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from command_svc.metrics import RELAY_LAG, RELAY_PUBLISHED, RELAY_SHARDS_OWNED
+from command_svc.metrics import RELAY_PUBLISHED, RELAY_SHARDS_OWNED, observe_outbox_scan
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.liveness import Heartbeat, LivenessMonitor
 from cqrs_shared.write_store import Commit, LeaseStore, WriteStore, WriteStoreUnavailableError
@@ -246,7 +246,7 @@ class OutboxRelay:
             self._last_scan = time.monotonic()
             pending = await self._store.unpublished(self._owned, self._settings.batch_size)
             self._backlog_left = len(pending) >= self._settings.batch_size
-            RELAY_LAG.set(len(pending))
+            observe_outbox_scan(pending)
             batch.extend(pending)
         return batch
 

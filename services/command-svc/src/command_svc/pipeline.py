@@ -19,7 +19,7 @@ from command_svc.domain.decider import AggregateDefinition, AggregateNotFoundErr
 from command_svc.head_cache import HeadCache
 from command_svc.intake import DeadLetter, decode, field_errors, invalid, reject
 from command_svc.keyed_locks import KeyedLocks
-from command_svc.metrics import STORE_SECONDS
+from command_svc.metrics import CONFLICTS_RETRIED, IDEMPOTENT_REPEATS, STORE_SECONDS
 from command_svc.registry import CommandRegistry, CommandRoute
 from cqrs_shared.auth import AuthError, TokenVerifier
 from cqrs_shared.consistency import ConsistencyToken
@@ -126,16 +126,25 @@ class CommandPipeline:
             if isinstance(decision, Accepted):
                 # Decided that nothing changes, so nothing is stored and nothing collides: a repeat
                 # must be recognised here, or it would be answered with today's version.
-                return await self._previous_outcome(envelope.command_id) or decision
+                previous = await self._previous_outcome(envelope.command_id)
+                if previous is not None:
+                    IDEMPOTENT_REPEATS.inc()
+                return previous or decision
             if isinstance(decision, Rejected):
                 if cached:
                     # A cached head may be stale; a rejection is final, so confirm it on fresh state.
                     fresh = True
                     continue
-                return await self._timed(self._store.record_rejection(decision))
+                stored = await self._timed(self._store.record_rejection(decision))
+                if stored != decision:
+                    # The id already had another outcome (a repeat decided again on newer state);
+                    # a repeat that is rejected the same way again cannot be told apart, nor need be.
+                    IDEMPOTENT_REPEATS.inc()
+                return stored
             try:
                 await self._timed(self._store.append(decision))
             except DuplicateCommandError as exc:
+                IDEMPOTENT_REPEATS.inc()
                 return exc.existing
             except CommitTooLargeError as exc:
                 # Final: the same decision would be as large again.
@@ -146,6 +155,7 @@ class CommandPipeline:
                 if envelope.expected_version is not None:
                     message = f"version {version} was taken by a concurrent command"
                     return await self._record(envelope, RejectionCode.CONFLICT, message)
+                CONFLICTS_RETRIED.inc()
                 log.info("lost a race on %s at version %d; retrying", decision.commit_id, version)
                 continue
             self._heads.remember(decision)

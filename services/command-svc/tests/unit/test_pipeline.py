@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from command_svc.domain.decider import AggregateDefinition
 from command_svc.domain.shop import SHOP_AGGREGATES
@@ -418,3 +419,33 @@ async def test_a_commit_too_large_for_the_store_is_rejected_as_invalid_and_recor
     assert outcome.code is RejectionCode.INVALID and "409600" in outcome.message
     assert await store.find_outcome(uuid.UUID(cmd["command_id"])) == outcome
     assert await store.load_head("tally", "t-1") is None
+
+
+def sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_repeats_of_a_command_id_are_counted_once_each(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    pipeline = CommandPipeline(CommandRegistry([tally]), MemoryWriteStore(), TokenVerifier(auth_settings))
+    before = sample("cqrs_command_idempotent_repeats_total")
+    cmd = command("Increment", "t-repeat", {"by": 1})
+    outcomes = [await pipeline.handle(cmd, token_for("tally:write")) for _ in range(3)]
+    assert all(isinstance(o, Accepted) for o in outcomes)
+    assert sample("cqrs_command_idempotent_repeats_total") - before == 2
+    # Decided again on a closed tally, the repeat would be rejected: it still gets its first answer.
+    closed = await pipeline.handle(command("CloseTally", "t-repeat", {}), token_for("tally:close"))
+    assert isinstance(closed, Accepted)
+    assert await pipeline.handle(cmd, token_for("tally:write")) == outcomes[0]
+    assert sample("cqrs_command_idempotent_repeats_total") - before == 3
+
+
+async def test_lost_races_retried_on_fresh_state_are_counted(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    pipeline = CommandPipeline(CommandRegistry([tally]), RacingStore(2), TokenVerifier(auth_settings))
+    before = sample("cqrs_command_conflicts_retried_total")
+    outcome = await pipeline.handle(command("Increment", "t-race", {"by": 1}), token_for("tally:write"))
+    assert isinstance(outcome, Accepted)
+    assert sample("cqrs_command_conflicts_retried_total") - before == 2
