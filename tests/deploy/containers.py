@@ -68,6 +68,16 @@ def build_images(engine: Engine) -> str:
     return done.stderr
 
 
+def run_once(engine: Engine, image: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """A one-shot container (the CLI image), hardened like the services; waits for it to exit."""
+    env_args = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    return engine.run(
+        "run", "--rm", "--pull", "never", "--network", "host", "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges", *env_args, engine.image(image), *args,
+        check=False,
+    )  # fmt: skip
+
+
 @dataclass
 class Container:
     """One service image running on the host network, as hardened as the chart runs it."""

@@ -23,7 +23,7 @@ from pymongo import AsyncMongoClient
 from cqrs_shared.auth import mint_token
 from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER
 from cqrs_shared.topics import TopicNames
-from tests.deploy.containers import Container
+from tests.deploy.containers import Container, Engine, run_once
 from tests.e2e.command_load import COMMANDS_PER_CUSTOMER, CUSTOMERS, commands, read_all, send_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(900)]
@@ -55,8 +55,18 @@ async def send(client: httpx.AsyncClient, url: str, kind: str, aggregate: str, *
 
 
 async def test_the_service_images_carry_commands_from_the_topic_and_http_to_the_query_api(
-    start_image: Callable[..., Container], kafka_bootstrap: str, topic_prefix: str
+    start_image: Callable[..., Container],
+    engine: Engine,
+    image_env: dict[str, str],
+    kafka_bootstrap: str,
+    topic_prefix: str,
 ) -> None:
+    # What the Helm chart's pre-install Job and compose's `setup` run, from the CLI image.
+    setup = run_once(engine, "cqrs-cli", image_env, "setup")
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    topics = TopicNames(topic_prefix)
+    assert f"{topics.commands}: created" in setup.stdout.splitlines()
+    assert f"{topics.events('customer')}: created" in setup.stdout.splitlines()
     projector, command, query = start_all(start_image, "projector-svc", "command-svc", "query-svc")
     customer, order = f"c-{uuid.uuid4().hex[:8]}", f"o-{uuid.uuid4().hex[:8]}"
     reader = bearer("customers:read", "orders:read")
