@@ -99,3 +99,6 @@ clean: ## Stop everything and delete local data (keeps downloads and builds)
 
 images: ## Build the four images (starts a private Docker engine when none answers; nothing is pulled)
 	@scripts/deploy/images.sh
+
+k8s-check: ## Server-side dry run of every chart variant on a real kube-apiserver (binaries built once, ~25 min)
+	@scripts/deploy/k8s-check.sh
