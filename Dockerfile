@@ -16,6 +16,8 @@ FROM ${UV_IMAGE} AS uv
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
 ARG SERVICE
+# Optional extras of the package (EXTRAS=aws gives the CLI `cqrs aws`); none by default.
+ARG EXTRAS=""
 # UV_PYTHON_DOWNLOADS=never: the venv is built on the base image's interpreter, the one the runtime
 # stage has at the same path.
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/app/.venv
@@ -30,13 +32,13 @@ COPY cli/pyproject.toml cli/pyproject.toml
 # SSL_CERT_FILE only when the secret was given: uv then trusts that bundle instead of its built-in roots.
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ssl_ca \
     if [ -s /run/secrets/ssl_ca ]; then export SSL_CERT_FILE=/run/secrets/ssl_ca; fi \
-    && uv sync --frozen --no-dev --no-install-workspace --package "${SERVICE}"
+    && uv sync --frozen --no-dev --no-install-workspace --package "${SERVICE}" ${EXTRAS:+--extra "${EXTRAS}"}
 COPY shared shared
 COPY services services
 COPY cli cli
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ssl_ca \
     if [ -s /run/secrets/ssl_ca ]; then export SSL_CERT_FILE=/run/secrets/ssl_ca; fi \
-    && uv sync --frozen --no-dev --no-editable --package "${SERVICE}"
+    && uv sync --frozen --no-dev --no-editable --package "${SERVICE}" ${EXTRAS:+--extra "${EXTRAS}"}
 
 FROM ${PYTHON_IMAGE}
 ARG SERVICE

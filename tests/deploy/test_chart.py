@@ -28,14 +28,6 @@ from tests.deploy.rendering import (
 pytestmark = pytest.mark.timeout(1200)
 
 ALL = {"default": None, **VARIANTS}
-#: Variables of the AWS work (the DynamoDB write store, Aurora connection options) that the services do
-#: not read on this branch yet. The test below fails once a service reads one, so this only shrinks.
-_AURORA = {"DATABASE_SSLMODE", "DATABASE_SSLROOTCERT", "DATABASE_IAM_AUTH", "DATABASE_IAM_REGION"}
-PENDING: dict[str, set[str]] = {
-    "command-svc": {"DYNAMODB_ENDPOINT_URL", "COMMAND_SVC_DYNAMODB_TABLE_PREFIX"},
-    "projector-svc": _AURORA,
-    "query-svc": _AURORA,
-}
 
 
 def rendered(variant: str) -> list[dict[str, Any]]:
@@ -69,9 +61,8 @@ def test_every_variable_set_is_one_the_service_reads_and_ports_agree(variant: st
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         names = {e["name"] for e in container["env"]}
         reads = env_names(SERVICES[package]) | (AWS_SDK_VARIABLES if package == "command-svc" else set())
-        unknown = names - reads - PENDING.get(package, set())
+        unknown = names - reads
         assert not unknown, (variant, package, unknown)
-        assert not (PENDING.get(package, set()) & reads), "command-svc reads it now: drop it from PENDING"
         port = next(
             int(e["value"])
             for e in container["env"]
@@ -83,7 +74,7 @@ def test_every_variable_set_is_one_the_service_reads_and_ports_agree(variant: st
         (container,) = job["spec"]["template"]["spec"]["containers"]
         # `cqrs setup` reads the projector's settings.
         names = {e["name"] for e in container["env"]}
-        assert not names - env_names(SERVICES["projector-svc"]) - PENDING["projector-svc"], names
+        assert not names - env_names(SERVICES["projector-svc"]), names
         assert container["args"][0] == "setup"
 
 

@@ -25,8 +25,6 @@ CLI_READS = {
     "CQRS_TOKEN",
     "JWT_SECRET",
 }
-#: Set for the DynamoDB write store, not read by command-svc on this branch yet (see test_chart.PENDING).
-PENDING = {"DYNAMODB_ENDPOINT_URL"}
 SECRETS = ("PASSWORD", "SECRET", "ACCESS_KEY")
 
 
@@ -44,14 +42,18 @@ def port_setting(package: str, environment: dict[str, str]) -> int:
 
 def test_every_variable_set_is_one_its_service_reads(services: dict[str, dict[str, Any]]) -> None:
     for package, settings in SERVICES.items():
-        reads = env_names(settings) | (AWS_SDK_VARIABLES | PENDING if package == "command-svc" else set())
+        reads = env_names(settings) | (AWS_SDK_VARIABLES if package == "command-svc" else set())
         assert set(services[package]["environment"]) <= reads, (
             package,
             set(services[package]["environment"]) - reads,
         )
-        assert not PENDING & env_names(settings), "command-svc reads it now: drop it from PENDING"
     assert set(services["setup"]["environment"]) <= env_names(SERVICES["projector-svc"])
     assert set(services["demo"]["environment"]) <= CLI_READS
+    # `cqrs aws create-tables` reads the same names as command-svc's DynamoDB settings.
+    assert (
+        set(services["dynamodb-tables"]["environment"])
+        <= env_names(SERVICES["command-svc"]) | AWS_SDK_VARIABLES
+    )
 
 
 def test_published_ports_are_the_ports_the_services_listen_on(services: dict[str, dict[str, Any]]) -> None:
