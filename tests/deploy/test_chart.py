@@ -28,6 +28,7 @@ from tests.deploy.rendering import (
 pytestmark = pytest.mark.timeout(1200)
 
 ALL = {"default": None, **VARIANTS}
+TRANSITION = {"PROJECTOR_SVC_VIEW", "PROJECTOR_SVC_PROJECTIONS"}
 
 
 def rendered(variant: str) -> list[dict[str, Any]]:
@@ -61,6 +62,11 @@ def test_every_variable_set_is_one_the_service_reads_and_ports_agree(variant: st
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         names = {e["name"] for e in container["env"]}
         reads = env_names(SERVICES[package]) | (AWS_SDK_VARIABLES if package == "command-svc" else set())
+        # Projector builds before several projections per process read PROJECTOR_SVC_VIEW, later ones
+        # PROJECTOR_SVC_PROJECTIONS: the chart sets both, and one of them must be read.
+        if package == "projector-svc":
+            assert TRANSITION & reads, "neither projection setting is read"
+            reads |= TRANSITION
         unknown = names - reads
         assert not unknown, (variant, package, unknown)
         port = next(
@@ -259,3 +265,21 @@ def test_the_plain_manifests_are_what_the_chart_renders() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_projections_value_drives_the_projector_the_setup_job_and_keda() -> None:
+    documents = render([VARIANTS["keda"]], ["services.projector.projections={shop,products}"])
+    projector = of_kind(documents, "Deployment")["cqrs-projector-svc"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in projector["containers"][0]["env"]}
+    assert env["PROJECTOR_SVC_PROJECTIONS"] == "shop,products"
+    assert of_kind(documents, "Job")["cqrs-setup"]["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "setup",
+        "shop",
+        "products",
+    ]
+    triggers = of_kind(documents, "ScaledObject")["cqrs-projector-svc"]["spec"]["triggers"]
+    assert [t["metadata"]["consumerGroup"] for t in triggers] == [
+        "projector-svc.shop",
+        "projector-svc.products",
+    ]
+    assert render_text(sets=["services.projector.projections={}"]).returncode != 0  # at least one

@@ -66,7 +66,7 @@ def test_published_ports_are_the_ports_the_services_listen_on(services: dict[str
 
 def test_topics_are_created_once_before_any_service_starts(services: dict[str, dict[str, Any]]) -> None:
     assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    assert services["setup"]["command"] == ["setup"]
+    assert services["setup"]["command"][0] == "setup"
     for package in SERVICES:
         assert services[package]["depends_on"]["setup"] == {"condition": "service_completed_successfully"}
     assert set(services["demo"]["depends_on"]) == set(SERVICES)

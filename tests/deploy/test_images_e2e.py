@@ -62,7 +62,7 @@ async def test_the_service_images_carry_commands_from_the_topic_and_http_to_the_
     topic_prefix: str,
 ) -> None:
     # What the Helm chart's pre-install Job and compose's `setup` run, from the CLI image.
-    setup = run_once(engine, "cqrs-cli", image_env, "setup")
+    setup = run_once(engine, "cqrs-cli", image_env, "setup", "shop")
     assert setup.returncode == 0, setup.stdout + setup.stderr
     topics = TopicNames(topic_prefix)
     assert f"{topics.commands}: created" in setup.stdout.splitlines()

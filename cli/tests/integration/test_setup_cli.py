@@ -21,7 +21,7 @@ async def test_setup_creates_every_topic_with_its_partitions_and_retention_and_i
     topics: TopicNames,
 ) -> None:
     monkeypatch.setenv("CQRS_TOPIC_PARTITIONS", "4")
-    first = await cqrs("setup")
+    first = await cqrs("setup", "shop")
     again = await cqrs("setup", "shop")
     assert first.exit_code == 0, first.output
     assert again.exit_code == 0, again.output
