@@ -37,6 +37,8 @@ demo: ## Run the demo against a running system
 
 test: deps ## The whole suite (unit, integration, end-to-end) against the real servers
 	@$(STACK) up
+	@# promtool (for the alert rules' tests) is built from the Go module proxy once, then cached.
+	@scripts/tools/promtool.sh >/dev/null
 	@eval "$$($(STACK) env)" && $(UV) run --frozen pytest
 
 test-unit: deps ## Unit tests only (no servers)
