@@ -140,3 +140,23 @@ def test_the_dashboard_shows_the_whole_path_on_one_screen() -> None:
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert all(p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"] if "datasource" in p)
+
+
+def test_the_dashboard_layout_fits_one_screen_without_overlaps() -> None:
+    """Grafana's grid is 24 columns wide; 30 rows of 30 px fit a 1080p screen under its header."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    cells: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["y"] + grid["h"] <= 30, panel["title"]
+        mine = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not mine & cells, f"{panel['title']} overlaps another panel"
+        cells |= mine
+        if panel["type"] != "row":
+            assert panel["targets"], panel["title"]
+            assert all(target["refId"] and target["expr"] for target in panel["targets"]), panel["title"]
