@@ -27,8 +27,9 @@ app.kubernetes.io/name: {{ include "cqrs.package" . }}
 {{ .root.Release.Name }}-{{ include "cqrs.package" . }}
 {{- end -}}
 
+{{/* A service's image tag may differ from image.tag during a staged upgrade (deploy/README.md). */}}
 {{- define "cqrs.image" -}}
-{{ .root.Values.image.repository }}/{{ .name }}:{{ .root.Values.image.tag }}
+{{ .root.Values.image.repository }}/{{ .name }}:{{ .tag | default .root.Values.image.tag }}
 {{- end -}}
 
 {{- define "cqrs.secretEnv" -}}
