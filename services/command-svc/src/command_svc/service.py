@@ -19,6 +19,11 @@ from command_svc.registry import CommandRegistry
 from command_svc.results_publisher import ResultsPublisher
 from command_svc.settings import CommandServiceSettings
 from command_svc.store_watchdog import StoreWatchdog, WatchdogSettings
+from command_svc.stream_publishing.stream_publisher import (
+    NoEventPublisher,
+    StreamPublisher,
+    StreamPublisherSettings,
+)
 from command_svc.topic_consumer import ConsumerSettings, TopicConsumer
 from command_svc.topic_door import TopicDoor
 from command_svc.write_store.dynamo_store import DynamoWriteStore
@@ -32,6 +37,9 @@ from cqrs_shared.write_store import LeaseStore, WriteStore, WriteStoreUnavailabl
 
 log = logging.getLogger(__name__)
 
+#: Who publishes stored events (`COMMAND_SVC_EVENT_PUBLISHER`); all offer the relay's lifecycle.
+EventRelay = OutboxRelay | StreamPublisher | NoEventPublisher
+
 
 class CommandService:
     def __init__(self, settings: CommandServiceSettings, registry: CommandRegistry) -> None:
@@ -44,14 +52,14 @@ class CommandService:
         self._dynamo: DynamoWriteStore | None = None
         self._watchdog: StoreWatchdog | None = None
         self._producer: RenewingProducer | None = None
-        self._relay: OutboxRelay | None = None
+        self._relay: EventRelay | None = None
         #: What `/healthz` reports: the loops that must keep turning, and wedged clients.
         self.liveness = LivenessMonitor()
         # Set by `start`; the HTTP door and readiness checks only run while the service is started.
         self.store: WriteStore
         self.pipeline: CommandPipeline
         self.results: ResultsPublisher
-        self.relay: OutboxRelay
+        self.relay: EventRelay
 
     @property
     def _client_id(self) -> str:
@@ -109,6 +117,8 @@ class CommandService:
             ),
             liveness=self.liveness,
         )
+        if settings.event_publisher != "outbox":
+            self.relay = self._relay = await self._stream_publisher()
         self.pipeline = CommandPipeline(
             self.registry,
             self.store,
@@ -172,6 +182,20 @@ class CommandService:
         )
         self._watchdog.start()
         return self._mongo, self._mongo.leases()
+
+    async def _stream_publisher(self) -> StreamPublisher | NoEventPublisher:
+        """Publishing from the commits table's stream (in this process), or left to another one."""
+        if self.settings.event_publisher == "none" or self._dynamo is None:
+            return NoEventPublisher()
+        return StreamPublisher(
+            await self._dynamo.streams_client(),
+            self._dynamo,
+            self._dynamo.leases(),
+            KafkaEventPublisher(self._producer, self.topics),
+            member_id=self.settings.instance_id,
+            settings=StreamPublisherSettings(lease_ttl_seconds=self.settings.relay_lease_ttl_seconds),
+            liveness=self.liveness,
+        )
 
     def _subscribe(self) -> TopicConsumer:
         settings = self.settings

@@ -6,7 +6,7 @@ import os
 import socket
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from command_svc.write_store.dynamo_client import DynamoSettings
 from cqrs_shared.settings import AuthSettings, KafkaSettings, ObservabilitySettings, settings_config
@@ -87,10 +87,20 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
     #: `/healthz` fails when the topic door's loop has not completed a turn for this long.
     topic_liveness_seconds: Annotated[float, Field(gt=0)] = 90.0
 
+    #: Who publishes stored events to Kafka: `outbox` (the relay, any store), `dynamodb-stream` (the
+    #: commits table's stream, read in this process), or `none` (a separate stream publisher
+    #: process or the Lambda handler does it).
+    event_publisher: Literal["outbox", "dynamodb-stream", "none"] = "outbox"
     relay_shards: Annotated[int, Field(ge=1, le=4096)] = 64
     #: A crashed replica's shards wait this long for a new publisher (renewed every third of it).
     relay_lease_ttl_seconds: Annotated[float, Field(gt=1)] = 4.0
     relay_scan_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
+
+    @model_validator(mode="after")
+    def _stream_needs_dynamodb(self) -> CommandServiceSettings:
+        if self.event_publisher == "dynamodb-stream" and self.write_store != "dynamodb":
+            raise ValueError("COMMAND_SVC_EVENT_PUBLISHER=dynamodb-stream needs WRITE_STORE=dynamodb")
+        return self
 
     def dynamo(self) -> DynamoSettings:
         """The DynamoDB client's settings (the write store, the stream publisher)."""

@@ -1,8 +1,8 @@
 """How commits and outcomes look as DynamoDB items, and the one way back from an item to a commit.
 
-The same decoding serves the store's reads, the stream publisher and the Lambda handlers (a stream
-record's `NewImage` is the item as written), so an item written by any replica of any version of
-this code is read the same way everywhere.
+Reading an item back is `cqrs_shared.dynamo_stream.commit_from_image`, the one reader of this format:
+the store's reads, the stream publisher and both Lambda handlers (a stream record's `NewImage` is the
+item as written) decode it the same way.
 
 A commit's content (events, state) is kept as one JSON string, `body`: DynamoDB's own number and map
 types would turn integers into decimals and drop the difference between a list and a set, and the
@@ -52,17 +52,6 @@ def commit_item(commit: Commit) -> Item:
         item["first_of"] = {"S": commit.aggregate_type}  # one item per aggregate in `streams`
     check_item_size(item)
     return item
-
-
-def commit_from_item(item: Mapping[str, Any]) -> Commit:
-    """The commit an item (or a stream record's `NewImage`) holds; published once out of the index."""
-    body = json.loads(item["body"]["S"])
-    body["published"] = "pending_shard" not in item
-    return Commit.model_validate(body)
-
-
-def is_commit_item(item: Mapping[str, Any]) -> bool:
-    return "body" in item and "base" in item
 
 
 def outcome_item(outcome: CommandResult) -> Item:

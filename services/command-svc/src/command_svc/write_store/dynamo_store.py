@@ -26,9 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from command_svc.write_store.dynamo_client import DynamoSettings, error_code, open_dynamodb, store_errors
+from command_svc.write_store.dynamo_client import (
+    DynamoSettings,
+    error_code,
+    open_dynamodb,
+    open_dynamodb_streams,
+    store_errors,
+)
 from command_svc.write_store.dynamo_items import (
-    commit_from_item,
     commit_item,
     outcome_from_item,
     outcome_item,
@@ -36,6 +41,7 @@ from command_svc.write_store.dynamo_items import (
 )
 from command_svc.write_store.dynamo_leases import DynamoLeaseStore
 from command_svc.write_store.dynamo_tables import STREAMS_INDEX, UNPUBLISHED_INDEX, TableNames
+from cqrs_shared.dynamo_stream import commit_from_image as commit_from_item
 from cqrs_shared.results import CommandResult, Rejected
 from cqrs_shared.write_store.port import (
     Commit,
@@ -46,6 +52,7 @@ from cqrs_shared.write_store.port import (
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodbstreams import DynamoDBStreamsClient
 
 #: A transaction that meets another one on the same item is cancelled with `TransactionConflict`
 #: (neither condition was evaluated): it is tried again this many times before giving up.
@@ -58,17 +65,24 @@ _NO_OUTCOME = "attribute_not_exists(command_id)"
 class DynamoWriteStore:
     """The write store on DynamoDB. Create with `await DynamoWriteStore.open(settings)`."""
 
-    def __init__(self, client: DynamoDBClient, names: TableNames, stack: contextlib.AsyncExitStack) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        names: TableNames,
+        stack: contextlib.AsyncExitStack,
+        settings: DynamoSettings | None = None,
+    ) -> None:
         self._client = client
         self.names = names
         self._stack = stack
+        self._settings = settings or DynamoSettings(table_prefix=names.prefix)
 
     @classmethod
     async def open(cls, settings: DynamoSettings) -> DynamoWriteStore:
         """Connect (the tables must exist: `cqrs aws create-tables` or CloudFormation make them)."""
         stack = contextlib.AsyncExitStack()
         client = await open_dynamodb(settings, stack)
-        store = cls(client, TableNames(settings.table_prefix), stack)
+        store = cls(client, TableNames(settings.table_prefix), stack, settings)
         try:
             await store.ping()
         except BaseException:
@@ -82,6 +96,10 @@ class DynamoWriteStore:
 
     def leases(self) -> DynamoLeaseStore:
         return DynamoLeaseStore(self._client, self.names.leases)
+
+    async def streams_client(self) -> DynamoDBStreamsClient:
+        """A DynamoDB Streams client with this store's settings, closed with the store."""
+        return await open_dynamodb_streams(self._settings, self._stack)
 
     async def close(self) -> None:
         await self._stack.aclose()
