@@ -25,7 +25,14 @@ from query_svc.hub import ChangeHub
 from query_svc.metrics import LISTENER_CONNECTED, LISTENER_RECONNECTS
 
 log = logging.getLogger(__name__)
-_FAILURES: tuple[type[Exception], ...] = (*UNAVAILABLE, asyncpg.PostgresError)
+
+
+class ReadOnlyNodeError(Exception):
+    """The LISTEN connection reached a read-only node (a replica, or Aurora's old writer that a
+    stale DNS answer still names after a failover): NOTIFY never reaches it, so it is no use."""
+
+
+_FAILURES: tuple[type[Exception], ...] = (*UNAVAILABLE, asyncpg.PostgresError, ReadOnlyNodeError)
 
 
 class ProjectionListener:
@@ -76,12 +83,7 @@ class ProjectionListener:
         delay = 0.1
         while not self._stopping.is_set():
             try:
-                connection = await asyncpg.connect(
-                    self._dsn,
-                    timeout=5,
-                    server_settings={"application_name": "query-svc-listener"},
-                    **self._connect.for_dsn(self._dsn),
-                )
+                connection = await self._connect_to_writer()
             except _FAILURES as exc:
                 log.warning(
                     "LISTEN connection failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
@@ -99,6 +101,27 @@ class ProjectionListener:
             finally:
                 self._mark_disconnected()
                 await _close(connection)
+
+    async def _connect_to_writer(self) -> asyncpg.Connection[asyncpg.Record]:
+        """A connection to the primary, or an error to retry after the back-off: a session that
+        would listen on a read-only node would hear nothing, silently, until its next failure."""
+        connection: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(
+            self._dsn,
+            timeout=5,
+            server_settings={"application_name": "query-svc-listener"},
+            **self._connect.for_dsn(self._dsn),
+        )
+        try:
+            read_only = await connection.fetchval("SELECT current_setting('transaction_read_only')")
+        except BaseException:
+            await _close(connection)
+            raise
+        if read_only == "on":
+            await _close(connection)
+            raise ReadOnlyNodeError(
+                "the LISTEN database is read-only (a replica, or a node after a failover)"
+            )
+        return connection
 
     async def _session(self, connection: asyncpg.Connection[asyncpg.Record]) -> None:
         """LISTEN until the connection is lost (returns or raises) or the listener stops."""
