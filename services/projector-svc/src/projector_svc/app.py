@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 
 from cqrs_shared.problems import install_problem_handlers
+from cqrs_shared.read_models import ProjectionDefinition
 from cqrs_shared.service_http import operations_router, service_lifespan
-from projector_svc.projection import Projection
+from projector_svc.declared import DeclaredProjection
 from projector_svc.service import ProjectorService
 from projector_svc.settings import ProjectorSettings
 
 
 def create_app(
-    settings: ProjectorSettings | None = None, *, projection: Projection | None = None, **overrides: Any
+    settings: ProjectorSettings | None = None,
+    *,
+    definitions: Sequence[ProjectionDefinition] = (),
+    **overrides: Any,
 ) -> FastAPI:
+    """The projector replica behind its operations port, running the projections named in the
+    settings, or the given `definitions` (a test's own domain)."""
     settings = settings or ProjectorSettings(**overrides)
-    service = ProjectorService(settings, projection)
+    service = ProjectorService(settings, [DeclaredProjection(d) for d in definitions])
 
     app = FastAPI(title="projector-svc", version="0.1.0", lifespan=service_lifespan(service))
     install_problem_handlers(app)

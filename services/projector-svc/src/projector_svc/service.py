@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -50,60 +51,103 @@ async def prepare_topics(settings: ProjectorSettings, projection: Projection) ->
     return topics
 
 
-class ProjectorService:
-    """One live projector replica: joins the consumer group and follows the active build."""
+class _Lane:
+    """One projection inside a replica: its own consumer group, consumer, runtime and loop."""
 
-    def __init__(self, settings: ProjectorSettings, projection: Projection | None = None) -> None:
-        self.settings = settings
-        self.projection = projection or projection_named(settings.view)
-        self.pool: asyncpg.Pool[asyncpg.Record] | None = None
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
         self.runtime: ProjectorRuntime | None = None
-        self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
-        #: What `/healthz` reports: the projector loop must keep completing steps.
-        self.liveness = LivenessMonitor()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        settings = self.settings
+    async def start(
+        self,
+        settings: ProjectorSettings,
+        pool: asyncpg.Pool[asyncpg.Record],
+        producer: AIOKafkaProducer,
+        liveness: LivenessMonitor,
+    ) -> None:
+        name = self.projection.name
         topics = await prepare_topics(settings, self.projection)
-        self.pool = await pool_for(settings, max_size=settings.pool_size)
-        async with self.pool.acquire() as connection:
+        async with pool.acquire() as connection:
             build = await ensure_active_build(connection, self.projection)
-        log.info("projecting %s into %s", self.projection.name, build.schema)
-        self._producer = make_producer(settings.kafka_bootstrap_servers, client_id="projector-svc")
-        await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
+        log.info("projecting %s into %s", name, build.schema)
+        self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=settings.group_id,
+            group_id=settings.group_id_for(name),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.session_timeout_ms // 3,
         )
-        sink = DeadLetterSink(self._producer, topics.events_dlq, projection=self.projection.name)
+        sink = DeadLetterSink(producer, topics.events_dlq, projection=name)
         self.runtime = ProjectorRuntime(
-            self.projection, self.pool, self._consumer, sink, settings=runtime_settings(settings)
+            self.projection, pool, self.consumer, sink, settings=runtime_settings(settings)
         )
-        self._consumer.subscribe(
+        self.consumer.subscribe(
             ProjectorRuntime.source_topics(self.projection, topics),
             listener=self.runtime.rebalance_listener(),
         )
-        await self._consumer.start()
-        beat = self.liveness.heartbeat(f"projector-{self.projection.name}", settings.liveness_seconds)
-        self._task = asyncio.create_task(self.runtime.run(beat), name=f"projector-{self.projection.name}")
+        await self.consumer.start()
+        beat = liveness.heartbeat(f"projector-{name}", settings.liveness_seconds)
+        self.task = asyncio.create_task(self.runtime.run(beat), name=f"projector-{name}")
 
     async def stop(self) -> None:
-        """Stop consuming, then close the clients; safe to call more than once."""
-        task, self._task = self._task, None
+        task, self.task = self.task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        consumer, self._consumer = self._consumer, None
+        consumer, self.consumer = self.consumer, None
         if consumer is not None:
             await consumer.stop()
+
+    async def check(self) -> None:
+        name = self.projection.name
+        if self.task is None or self.runtime is None or self.consumer is None:
+            raise RuntimeError(f"{name}: not started")
+        if self.task.done():
+            raise RuntimeError(f"{name}: the projector loop stopped: {self.task.exception()!r}")
+        if self.runtime.consecutive_failures >= UNHEALTHY_AFTER:
+            raise RuntimeError(f"{name}: {self.runtime.consecutive_failures} batches in a row failed")
+        await self.consumer._client.fetch_all_metadata()  # the one broker round trip aiokafka exposes
+
+
+class ProjectorService:
+    """One live projector replica running every configured projection (`PROJECTOR_SVC_PROJECTIONS`),
+    each in its own consumer group with its own builds and checkpoints, following its active build.
+    The replica shares one PostgreSQL pool and one dead-letter producer between them."""
+
+    def __init__(self, settings: ProjectorSettings, projections: Sequence[Projection] = ()) -> None:
+        self.settings = settings
+        chosen = list(projections) or [projection_named(name) for name in settings.projections]
+        self._lanes = [_Lane(p) for p in chosen]
+        self.pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._producer: AIOKafkaProducer | None = None
+        #: What `/healthz` reports: every projection's loop must keep completing steps.
+        self.liveness = LivenessMonitor()
+
+    @property
+    def projections(self) -> list[Projection]:
+        return [lane.projection for lane in self._lanes]
+
+    def runtime(self, projection: str) -> ProjectorRuntime | None:
+        """The running runtime of one projection (tests inspect it)."""
+        return next((lane.runtime for lane in self._lanes if lane.projection.name == projection), None)
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.pool = await pool_for(settings, max_size=settings.pool_size)
+        self._producer = make_producer(settings.kafka_bootstrap_servers, client_id="projector-svc")
+        await self._producer.start()
+        for lane in self._lanes:
+            await lane.start(settings, self.pool, self._producer, self.liveness)
+
+    async def stop(self) -> None:
+        """Stop consuming, then close the clients; safe to call more than once."""
+        for lane in self._lanes:
+            await lane.stop()
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -118,10 +162,5 @@ class ProjectorService:
             await connection.fetchval("SELECT 1")
 
     async def check_projecting(self) -> None:
-        if self._task is None or self.runtime is None or self._consumer is None:
-            raise RuntimeError("not started")
-        if self._task.done():
-            raise RuntimeError(f"the projector loop stopped: {self._task.exception()!r}")
-        if self.runtime.consecutive_failures >= UNHEALTHY_AFTER:
-            raise RuntimeError(f"{self.runtime.consecutive_failures} batches in a row failed")
-        await self._consumer._client.fetch_all_metadata()  # the one broker round trip aiokafka exposes
+        for lane in self._lanes:
+            await lane.check()

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr
 
 from cqrs_shared.postgres_connect import PostgresConnectSettings
+from cqrs_shared.read_models.definitions import ProjectionNames
 from cqrs_shared.settings import KafkaSettings, ObservabilitySettings, settings_config
 
 
@@ -32,11 +33,12 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings, PostgresConnectSet
     gap_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     #: Seconds between rounds of gap expiry, replay requests and advisory Kafka commits.
     maintenance_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
-    #: The projection (view) this process runs; see `projector_svc.views.PROJECTIONS`.
-    view: str = "shop"
+    #: The projections this process runs (`PROJECTOR_SVC_PROJECTIONS=shop,products`), each defined
+    #: in `cqrs_shared.read_models.<name>`; each has its own consumer group, builds and checkpoints.
+    projections: ProjectionNames = ("shop",)
 
-    @property
-    def group_id(self) -> str:
-        """The Kafka consumer group: prefixed like the topics, so tenants and tests sharing a
-        cluster never join each other's group."""
-        return f"{self.topic_prefix}{self.consumer_group}"
+    def group_id_for(self, projection: str) -> str:
+        """The Kafka consumer group of one projection: prefixed like the topics, so tenants and tests
+        sharing a cluster never join each other's group, and one per projection, since two
+        projections reading the same topics in one group would split its partitions between them."""
+        return f"{self.topic_prefix}{self.consumer_group}.{projection}"

@@ -34,7 +34,7 @@ _TOPIC = "events.customer"
 async def _commit_group_offsets(settings: ProjectorSettings, offsets: PartitionEnds) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.group_id,
+        group_id=settings.group_id_for("shop"),
         enable_auto_commit=False,
     )
     await consumer.start()

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 import pytest
 
 from cqrs_shared.envelopes import EventEnvelope
-from projector_svc.declared import DeclaredProjection
+from cqrs_shared.read_models.shop import DEFINITION
 from projector_svc.testing.projection_contract import ProjectionContract, Rows
-from projector_svc.testing.shop import ShopProjection
 from projector_svc.testing.shop_fold import fold
 from projector_svc.testing.shop_history import ShopHistory
 
@@ -17,8 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 class TestShopProjection(ProjectionContract):
-    def make_projection(self) -> DeclaredProjection:
-        return ShopProjection()
+    definition = DEFINITION
 
     def history(self, seed: int) -> list[EventEnvelope]:
         return ShopHistory(seed).take(self.history_size)

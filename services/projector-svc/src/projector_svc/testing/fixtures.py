@@ -59,7 +59,7 @@ async def start_projector(settings: ProjectorSettings) -> AsyncIterator[StartPro
     started: list[ProjectorService] = []
 
     async def start(projection: Projection | None = None, **overrides: Any) -> ProjectorService:
-        service = ProjectorService(settings.model_copy(update=overrides), projection or ShopProjection())
+        service = ProjectorService(settings.model_copy(update=overrides), [projection or ShopProjection()])
         await service.start()
         started.append(service)
         return service

@@ -8,7 +8,7 @@ PostgreSQL, through the real batch path (version guard, poison isolation, positi
 - where the definition declares the projection order-independent, any interleaving of aggregates
   (each aggregate's own order kept) gives the same rows.
 
-A subclass provides `make_projection()`, `history(seed)` (valid events, each aggregate's in version
+A subclass sets `definition` and provides `history(seed)` (valid events, each aggregate's in version
 order) and `reference(events)` (`{table: {key: row}}` as `SELECT *` returns them).
 """
 
@@ -22,7 +22,7 @@ import pytest
 
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.kafka_io import to_json
-from cqrs_shared.read_models import ReadModel
+from cqrs_shared.read_models import ProjectionDefinition, ReadModel
 from projector_svc.batch import BatchApplier
 from projector_svc.builds import ensure_active_build
 from projector_svc.dead_letters import MemoryDeadLetters
@@ -109,13 +109,14 @@ def batches(events: Sequence[EventEnvelope], seed: int) -> list[list[EventEnvelo
 
 
 class ProjectionContract:
-    """Subclass with `make_projection`, `history` and `reference`; see the module docstring."""
+    """Subclass with `definition`, `history` and `reference`; see the module docstring."""
 
+    definition: ProjectionDefinition
     #: Events per history; large enough for joins and lifecycles, small enough for seconds.
     history_size = 300
 
     def make_projection(self) -> DeclaredProjection:
-        raise NotImplementedError
+        return DeclaredProjection(self.definition)
 
     def history(self, seed: int) -> list[EventEnvelope]:
         raise NotImplementedError
