@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from cqrs_shared.read_models import (
     Column,
@@ -17,6 +16,7 @@ from cqrs_shared.read_models import (
     Row,
     RowFold,
     existing,
+    stamped,
 )
 from tests.example_domain import product_contracts as p
 
@@ -47,14 +47,10 @@ PRODUCTS = ReadModel(
 products = RowFold(PRODUCTS)
 
 
-def _touch(row: Row, fact: Fact[Any], **changes: Any) -> Row:
-    return {**row, **changes, "updated_at": fact.occurred_at, "version": fact.version}
-
-
 @products.on(p.ProductRegistered)
 def _registered(_row: Row | None, fact: Fact[p.ProductRegistered]) -> Row:
     e = fact.payload
-    return _touch(
+    return stamped(
         {},
         fact,
         id=fact.aggregate_id,
@@ -67,7 +63,7 @@ def _registered(_row: Row | None, fact: Fact[p.ProductRegistered]) -> Row:
 
 @products.on(p.PriceChanged)
 def _price_changed(row: Row | None, fact: Fact[p.PriceChanged]) -> Row:
-    return _touch(existing(row, fact), fact, price=fact.payload.price)
+    return stamped(existing(row, fact), fact, price=fact.payload.price)
 
 
 DEFINITION = ProjectionDefinition(

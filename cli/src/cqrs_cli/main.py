@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cqrs_cli import aws, commands, demo, dlq, projector, setup, token
+from cqrs_cli import aws, commands, demo, dlq, projector, setup, status, token
 
 app = typer.Typer(
     name="cqrs",
@@ -19,3 +19,4 @@ app.add_typer(aws.app, name="aws")
 app.command("token")(token.mint)
 app.command("demo")(demo.run)
 app.command("setup")(setup.run)
+app.command("status")(status.status)

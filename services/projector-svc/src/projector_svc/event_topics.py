@@ -88,6 +88,22 @@ async def end_offsets(bootstrap: str, topic_names: Sequence[str]) -> PartitionEn
         await consumer.stop()
 
 
+async def record_counts(bootstrap: str, topic_names: Sequence[str]) -> dict[str, int]:
+    """How many records each topic holds now (end minus beginning offsets; 0 for a missing topic)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = await partitions_of(bootstrap, topic_names)
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        starts = await consumer.beginning_offsets(partitions) if partitions else {}
+    finally:
+        await consumer.stop()
+    counts = dict.fromkeys(topic_names, 0)
+    for tp in partitions:
+        counts[tp.topic] += ends[tp] - starts[tp]
+    return counts
+
+
 async def read_all(bootstrap: str, topic: str, *, within: float = 10.0) -> list[Any]:
     """Every record now on a topic, from its beginning."""
     ends = await end_offsets(bootstrap, [topic])

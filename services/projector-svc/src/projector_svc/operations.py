@@ -20,7 +20,7 @@ from projector_svc import parked
 from projector_svc import rebuild as rebuilds
 from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, list_builds
 from projector_svc.declared import projection_named
-from projector_svc.event_topics import end_offsets, read_all
+from projector_svc.event_topics import end_offsets, read_all, record_counts
 from projector_svc.incoming import AggregateKey
 from projector_svc.parked import NoActiveBuildError, ParkedEvent
 from projector_svc.pg import Connection, pool_for
@@ -41,6 +41,7 @@ __all__ = [
     "RebuildAlreadyRunningError",
     "RebuildOptions",
     "SwapTimeoutError",
+    "dead_letter_counts",
     "dead_letters",
     "drop",
     "list_parked",
@@ -113,6 +114,8 @@ async def status(settings: ProjectorSettings, projection: str) -> ProjectionStat
     """Builds, position and lag per partition of the active build, staleness and parked counts."""
     declared = projection_named(projection)
     async with _connection(settings) as connection:
+        if await connection.fetchval("SELECT to_regclass('projector.builds')") is None:
+            return ProjectionStatus(projection, [], None)  # no projector ever ran on this database
         builds = await list_builds(connection, projection)
         schema = await active_schema(connection, projection)
         if schema is None:
@@ -187,6 +190,12 @@ async def replay(
         if not marked or wait <= 0:
             return marked, []
         return marked, await parked.wait_for_replay(connection, projection, marked, within=wait)
+
+
+async def dead_letter_counts(settings: ProjectorSettings) -> dict[str, int]:
+    """Records on the dead-letter topics (`commands.dlq`, `events.dlq`), by topic."""
+    topics = TopicNames(settings.topic_prefix)
+    return await record_counts(settings.kafka_bootstrap_servers, [topics.commands_dlq, topics.events_dlq])
 
 
 async def dead_letters(settings: ProjectorSettings) -> list[DeadLetterRecord]:

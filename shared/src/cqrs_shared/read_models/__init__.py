@@ -29,6 +29,7 @@ from cqrs_shared.read_models.definitions import (
     definition_named,
     existing,
     merged_catalog,
+    stamped,
 )
 from cqrs_shared.read_models.identifiers import DeclarationError, check_identifier
 
@@ -54,4 +55,5 @@ __all__ = [
     "existing",
     "merged_catalog",
     "range_parameters",
+    "stamped",
 ]

@@ -76,6 +76,12 @@ class RowFold:
         return self._handlers[type(fact.payload)](row, fact)
 
 
+def stamped(row: Row, fact: Fact[Any], **changes: Any) -> Row:
+    """`row` with `changes`, stamped with the event's time (`updated_at`) and version (`version`),
+    the two columns every read model of this platform keeps to say what a row reflects."""
+    return {**row, **changes, "updated_at": fact.occurred_at, "version": fact.version}
+
+
 def existing(row: Row | None, fact: Fact[Any]) -> Row:
     """The row a non-creating event changes; refused when its aggregate has none."""
     if row is None:

@@ -34,7 +34,15 @@ from cqrs_shared.read_models.declarations import (
     ReadModel,
     Relation,
 )
-from cqrs_shared.read_models.definitions import Derivation, Fact, ProjectionDefinition, Row, RowFold, existing
+from cqrs_shared.read_models.definitions import (
+    Derivation,
+    Fact,
+    ProjectionDefinition,
+    Row,
+    RowFold,
+    existing,
+    stamped,
+)
 
 EQ = frozenset({Filter.EQUALS})
 RANGE = frozenset({Filter.RANGE})
@@ -137,10 +145,6 @@ ORDERS = ReadModel(
 CUSTOMER_ORDERS = Relation("orders", parent=CUSTOMERS, child=ORDERS, foreign_key="customer_id")
 
 
-def _touch(row: Row, fact: Fact[Any], **changes: Any) -> Row:
-    return {**row, **changes, "updated_at": fact.occurred_at, "version": fact.version}
-
-
 customers = RowFold(CUSTOMERS)
 
 
@@ -148,7 +152,7 @@ customers = RowFold(CUSTOMERS)
 def _registered(row: Row | None, fact: Fact[c.CustomerRegistered]) -> Row:
     base = row or {"order_count": 0, "open_order_count": 0, "lifetime_value": Decimal("0.00")}
     p = fact.payload
-    return _touch(
+    return stamped(
         base,
         fact,
         id=fact.aggregate_id,
@@ -161,17 +165,17 @@ def _registered(row: Row | None, fact: Fact[c.CustomerRegistered]) -> Row:
 
 @customers.on(c.CustomerRenamed)
 def _renamed(row: Row | None, fact: Fact[c.CustomerRenamed]) -> Row:
-    return _touch(existing(row, fact), fact, name=fact.payload.name)
+    return stamped(existing(row, fact), fact, name=fact.payload.name)
 
 
 @customers.on(c.CustomerEmailChanged)
 def _email_changed(row: Row | None, fact: Fact[c.CustomerEmailChanged]) -> Row:
-    return _touch(existing(row, fact), fact, email=fact.payload.email)
+    return stamped(existing(row, fact), fact, email=fact.payload.email)
 
 
 @customers.on(c.CustomerDeleted)
 def _deleted(row: Row | None, fact: Fact[c.CustomerDeleted]) -> Row:
-    return _touch(existing(row, fact), fact, name=None, email=None, status="deleted")
+    return stamped(existing(row, fact), fact, name=None, email=None, status="deleted")
 
 
 orders = RowFold(ORDERS)
@@ -184,7 +188,7 @@ def _lines(lines: list[c.OrderLine]) -> list[dict[str, Any]]:
 @orders.on(c.OrderPlaced)
 def _placed(_row: Row | None, fact: Fact[c.OrderPlaced]) -> Row:
     p = fact.payload
-    return _touch(
+    return stamped(
         {},
         fact,
         id=fact.aggregate_id,
@@ -202,28 +206,28 @@ def _placed(_row: Row | None, fact: Fact[c.OrderPlaced]) -> Row:
 @orders.on(c.OrderLineAdded)
 def _line_added(row: Row | None, fact: Fact[c.OrderLineAdded]) -> Row:
     lines = [*existing(row, fact)["lines"], *_lines([fact.payload.line])]
-    return _touch(existing(row, fact), fact, lines=lines, line_count=len(lines), total=fact.payload.total)
+    return stamped(existing(row, fact), fact, lines=lines, line_count=len(lines), total=fact.payload.total)
 
 
 @orders.on(c.OrderLineRemoved)
 def _line_removed(row: Row | None, fact: Fact[c.OrderLineRemoved]) -> Row:
     lines = [line for line in existing(row, fact)["lines"] if line["sku"] != fact.payload.sku]
-    return _touch(existing(row, fact), fact, lines=lines, line_count=len(lines), total=fact.payload.total)
+    return stamped(existing(row, fact), fact, lines=lines, line_count=len(lines), total=fact.payload.total)
 
 
 @orders.on(c.OrderConfirmed)
 def _confirmed(row: Row | None, fact: Fact[c.OrderConfirmed]) -> Row:
-    return _touch(existing(row, fact), fact, status="confirmed")
+    return stamped(existing(row, fact), fact, status="confirmed")
 
 
 @orders.on(c.OrderShipped)
 def _shipped(row: Row | None, fact: Fact[c.OrderShipped]) -> Row:
-    return _touch(existing(row, fact), fact, status="shipped")
+    return stamped(existing(row, fact), fact, status="shipped")
 
 
 @orders.on(c.OrderCancelled)
 def _cancelled(row: Row | None, fact: Fact[c.OrderCancelled]) -> Row:
-    return _touch(existing(row, fact), fact, status="cancelled")
+    return stamped(existing(row, fact), fact, status="cancelled")
 
 
 _REFRESH_CUSTOMER_NAMES = """
