@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import asyncpg
 
+from cqrs_shared.read_models.notifications import READ_SCHEMA, read_view_name
 from query_svc.database import Connection
 from query_svc.declarations import Projection
 from query_svc.sql import quote
@@ -29,11 +30,11 @@ AggregateKey = tuple[str, str]
 
 
 def offsets_table(projection: Projection) -> str:
-    return f"read.{quote(projection.name + '_partition_offsets')}"
+    return f"{READ_SCHEMA}.{quote(read_view_name(projection.name, 'partition_offsets'))}"
 
 
 def versions_table(projection: Projection) -> str:
-    return f"read.{quote(projection.name + '_aggregate_versions')}"
+    return f"{READ_SCHEMA}.{quote(read_view_name(projection.name, 'aggregate_versions'))}"
 
 
 def position_select(projection: Projection, *extra: str) -> str:

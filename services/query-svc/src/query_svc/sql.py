@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cqrs_shared.read_models.notifications import READ_SCHEMA, read_view_name
 from query_svc.declarations import Column, ColumnType, View
 
 #: Comparison operators a condition may use (never taken from a request).
@@ -24,7 +25,8 @@ def quote(identifier: str) -> str:
 
 
 def relation(view: View) -> str:
-    return f"read.{quote(view.name)}"
+    """The view's relation for readers (`read.<table>`, the shared naming rule)."""
+    return f"{READ_SCHEMA}.{quote(read_view_name(view.projection.name, view.name))}"
 
 
 @dataclass(frozen=True, slots=True)
