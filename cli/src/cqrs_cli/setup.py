@@ -44,12 +44,12 @@ def run(
     views: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="VIEW...", help="Projections whose topics to create (default: PROJECTOR_SVC_VIEW)."
+            metavar="VIEW...", help="Projections whose topics to create (default: PROJECTOR_SVC_PROJECTIONS)."
         ),
     ] = None,
 ) -> None:
     """Create the topics (partitions, replication, retention) the services and projections VIEW... use."""
-    chosen = views or [ProjectorSettings().view]
+    chosen = views or list(ProjectorSettings().projections)
     for view in chosen:
         try:
             operations.projection_named(view)

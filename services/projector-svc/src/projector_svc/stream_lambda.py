@@ -24,7 +24,8 @@ read models (and query-svc on top of them) are the same as with Kafka:
   invocation fails and Lambda retries the whole batch.
 
 Settings are the projector's (`DATABASE_URL`, `DATABASE_SSLMODE`, `DATABASE_IAM_AUTH`, ...,
-`PROJECTOR_SVC_VIEW`); the pool and the event loop live as long as the execution environment.
+`PROJECTOR_SVC_PROJECTIONS`, naming the one projection this function runs); the pool and the
+event loop live as long as the execution environment.
 """
 
 from __future__ import annotations
@@ -144,7 +145,12 @@ class StreamProjector:
     @classmethod
     async def open(cls, settings: ProjectorSettings, projection: Projection | None = None) -> StreamProjector:
         """Connect (TLS and IAM as configured) and make sure the projection's active build exists."""
-        projection = projection or projection_named(settings.view)
+        if projection is None:
+            if len(settings.projections) != 1:
+                raise ValueError(
+                    "one stream handler runs one projection: name one in PROJECTOR_SVC_PROJECTIONS"
+                )
+            projection = projection_named(settings.projections[0])
         # One batch at a time per execution environment: one connection is all it uses.
         pool = await pool_for(settings, max_size=1)
         try:
