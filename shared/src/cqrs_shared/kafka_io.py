@@ -157,7 +157,14 @@ class RenewingProducer:
         return delivery
 
     async def send_all(self, records: Sequence[tuple[str, bytes | None, bytes | None, Headers]]) -> None:
-        await send_all(self, records)
+        try:
+            await send_all(self, records)
+        except KafkaError:
+            # On Python 3.12+ `gather` over deliveries that already failed raises without a loop
+            # turn, before their done-callbacks marked the producer failed; one turn lets them run,
+            # so the caller's immediate retry gets a fresh producer.
+            await asyncio.sleep(0)
+            raise
 
     async def check_ready(self) -> None:
         """Raises unless a working producer can reach the cluster (renewing a failed one first)."""
