@@ -9,21 +9,35 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from cqrs_shared.testing.service_processes import E2E_SECRET, free_port
-from tests.deploy.containers import Container, Engine, EngineUnavailableError, build_images, connect
+from tests.deploy.containers import (
+    Container,
+    Engine,
+    EngineUnavailableError,
+    build_images,
+    connect,
+    private_engine_running,
+    stop_private_engine,
+)
 
 
 @pytest.fixture(scope="session")
-def engine() -> Engine:
+def engine() -> Iterator[Engine]:
     """A Docker engine holding freshly built images. Where this machine can neither reach an engine nor
-    start one (not root, no dockerd), the image tests are reported skipped with the reason."""
+    start one (not root, no dockerd), the image tests are reported skipped with the reason. A private
+    engine this session started is stopped at its end (its images stay on disk for the next run)."""
+    was_running = private_engine_running()
     try:
         engine = connect()
     except EngineUnavailableError as exc:
         pytest.skip(f"no Docker engine here: {exc}")
-    started = time.monotonic()
-    build_images(engine)
-    print(f"\nimages built (or confirmed from the build cache) in {time.monotonic() - started:.1f} s")
-    return engine
+    try:
+        started = time.monotonic()
+        build_images(engine)
+        print(f"\nimages built (or confirmed from the build cache) in {time.monotonic() - started:.1f} s")
+        yield engine
+    finally:
+        if not was_running and private_engine_running():
+            stop_private_engine()
 
 
 @pytest.fixture
