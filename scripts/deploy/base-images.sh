@@ -27,6 +27,7 @@ if ! have "$PYTHON_IMAGE"; then
   command -v mmdebstrap >/dev/null || { echo "mmdebstrap is needed (apt-get install mmdebstrap)" >&2; exit 1; }
   log "making $PYTHON_IMAGE from Debian's archive (mmdebstrap, ~40 s)"
   # No documentation or locales: nothing in the image reads them.
+  # shellcheck disable=SC2016  # $1 (the new root) is expanded by mmdebstrap's hook shell, not here
   mmdebstrap --quiet --variant=minbase --include=python3,ca-certificates \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \

@@ -51,8 +51,9 @@ ours_running() {
 }
 
 install_engine() {
-  [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null \
-    || unavailable "no Docker engine answers and dockerd is not installed (Debian: apt-get install docker.io)"
+  if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    unavailable "no Docker engine answers and dockerd is not installed (Debian: apt-get install docker.io)"
+  fi
   log "installing Debian's docker.io (dockerd, containerd, runc, a BuildKit client) and mmdebstrap"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     docker.io containerd runc mmdebstrap iptables >/dev/null 2>&1 \
@@ -68,8 +69,7 @@ start_private() {
       -H "unix://$SOCKET" --pidfile "$PIDFILE" \
       --bridge=none --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false \
       --storage-driver=overlay2 </dev/null >>"$LOGFILE" 2>&1 ) &
-  local i
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     answers "$(client)" "unix://$SOCKET" && return 0
     sleep 0.5
   done

@@ -17,7 +17,7 @@ HELM="$("$REPO_ROOT/scripts/deploy/tools.sh" path helm 2>/dev/null)" \
   || { "$REPO_ROOT/scripts/deploy/tools.sh" ensure helm; HELM="$("$REPO_ROOT/scripts/deploy/tools.sh" path helm)"; }
 
 render() {
-  printf '# Rendered from deploy/k8s/helm/cqrs-platform by `make manifests`; do not edit (tests/deploy checks it).\n'
+  echo '# Rendered from deploy/k8s/helm/cqrs-platform by "make manifests"; do not edit (tests/deploy checks it).'
   "$HELM" template cqrs "$CHART"
 }
 
