@@ -5,6 +5,7 @@
 #   local/uv:<version>    just the uv binary at /uv, from uv's wheel on PyPI (the same binary the
 #                         public uv image holds), at the version the Dockerfile's UV_IMAGE default names
 # Prints the build arguments that select them. An image already present is kept.
+# The uv image is built for this machine's architecture (the engine's).
 # Needs DOCKER and DOCKER_HOST from scripts/deploy/engine.sh env.
 set -euo pipefail
 
@@ -39,9 +40,12 @@ fi
 
 if ! have "$UV_IMAGE"; then
   log "making $UV_IMAGE from uv's wheel"
-  python3 -m pip download --quiet --no-deps --only-binary :all: --platform manylinux_2_17_x86_64 \
-    --python-version 3.11 --dest "$work" "uv==$UV_VERSION"
-  (cd "$work" && python3 -m zipfile -e uv-*.whl wheel && install -m 0755 wheel/uv-*.data/scripts/uv uv)
+  # Installed by the project's own uv into a scratch environment: no pip needed on the host.
+  uv="$(command -v uv || true)"
+  [[ -n "$uv" ]] || { echo "uv is needed (make deps installs it)" >&2; exit 1; }
+  "$uv" venv --quiet --python python3 "$work/venv"
+  "$uv" pip install --quiet --python "$work/venv/bin/python" "uv==$UV_VERSION"
+  install -m 0755 "$work/venv/bin/uv" "$work/uv"
   tar -C "$work" -cf "$work/uv.tar" uv
   "$DOCKER" import "$work/uv.tar" "$UV_IMAGE" >/dev/null
 fi

@@ -7,15 +7,15 @@
 #   scripts/deploy/engine.sh stop    stop the private engine (only ours, by its pid file)
 #
 # An engine the user already runs (DOCKER_HOST, or the default socket) is used as it is. Otherwise a
-# private dockerd is started with its own socket, data and exec roots under $STACK_DIR/docker, with no
-# bridge, no iptables rules and no IP forwarding: containers run with host networking (or none) and
-# every port they open is one on loopback. Debian's docker.io provides dockerd and a client with
+# private dockerd is started with its own socket, data and exec roots under $CQRS_ENGINE_DIR (default
+# ~/.cache/cqrs-platform/docker: one per user and machine, so every clone, worktree and CI run reuses its
+# base images and build cache), with no bridge, no iptables rules and no IP forwarding: containers run
+# with host networking (or none) and every port they open is one on loopback. Like the native stack, it
+# keeps running after a build or test run; `stop` ends it. Debian's docker.io provides dockerd and a client with
 # BuildKit built in (needed for `RUN --mount`); as root with apt it is installed when missing.
 set -euo pipefail
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-STACK_DIR="${STACK_DIR:-$REPO_ROOT/.stack}"
-ENGINE_DIR="$STACK_DIR/docker"
+ENGINE_DIR="${CQRS_ENGINE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cqrs-platform/docker}"
 SOCKET="$ENGINE_DIR/docker.sock"
 PIDFILE="$ENGINE_DIR/dockerd.pid"
 LOGFILE="$ENGINE_DIR/dockerd.log"

@@ -27,7 +27,9 @@ if [[ -n "${PYTHON_IMAGE:-}" || -n "${UV_IMAGE:-}" ]]; then
   [[ -z "${PYTHON_IMAGE:-}" ]] || base_args+=(--build-arg "PYTHON_IMAGE=$PYTHON_IMAGE")
   [[ -z "${UV_IMAGE:-}" ]] || base_args+=(--build-arg "UV_IMAGE=$UV_IMAGE")
 else
-  read -r -a base_args <<<"$(scripts/deploy/base-images.sh)"
+  # Never fall back to the public defaults: on a machine that cannot pull they would fail later, less clearly.
+  made="$(scripts/deploy/base-images.sh)" || { log "ERROR: could not make the local base images"; exit 1; }
+  read -r -a base_args <<<"$made"
 fi
 secret_args=()
 [[ -z "$SSL_CA_BUNDLE" || ! -s "$SSL_CA_BUNDLE" ]] || secret_args=(--secret "id=ssl_ca,src=$SSL_CA_BUNDLE")
@@ -42,4 +44,6 @@ for name in "${IMAGES[@]}"; do
   size="$("$DOCKER" image inspect --format '{{.Size}}' "$image")"
   log "built $image in $((SECONDS - t)) s, $((size / 1000000)) MB"
 done
+# The images a rebuild replaced (untagged now), ours only: the engine is shared by every clone.
+"$DOCKER" image prune --force --filter label=org.opencontainers.image.source=cqrs-platform >/dev/null
 log "four images in $((SECONDS - started)) s"

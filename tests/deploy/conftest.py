@@ -15,29 +15,22 @@ from tests.deploy.containers import (
     EngineUnavailableError,
     build_images,
     connect,
-    private_engine_running,
-    stop_private_engine,
 )
 
 
 @pytest.fixture(scope="session")
-def engine() -> Iterator[Engine]:
+def engine() -> Engine:
     """A Docker engine holding freshly built images. Where this machine can neither reach an engine nor
     start one (not root, no dockerd), the image tests are reported skipped with the reason. A private
-    engine this session started is stopped at its end (its images stay on disk for the next run)."""
-    was_running = private_engine_running()
+    engine keeps running afterwards, like the native stack (`scripts/deploy/engine.sh stop`)."""
     try:
         engine = connect()
     except EngineUnavailableError as exc:
         pytest.skip(f"no Docker engine here: {exc}")
-    try:
-        started = time.monotonic()
-        build_images(engine)
-        print(f"\nimages built (or confirmed from the build cache) in {time.monotonic() - started:.1f} s")
-        yield engine
-    finally:
-        if not was_running and private_engine_running():
-            stop_private_engine()
+    started = time.monotonic()
+    build_images(engine)
+    print(f"\nimages built (or confirmed from the build cache) in {time.monotonic() - started:.1f} s")
+    return engine
 
 
 @pytest.fixture

@@ -43,17 +43,6 @@ class EngineUnavailableError(Exception):
     """This machine has no Docker engine and cannot start one (not root, or no dockerd to install)."""
 
 
-def private_engine_running() -> bool:
-    done = subprocess.run(  # fixed argv
-        [str(ENGINE_SCRIPT), "status"], capture_output=True, text=True, timeout=30, check=False
-    )
-    return "private engine: running" in done.stdout
-
-
-def stop_private_engine() -> None:
-    subprocess.run([str(ENGINE_SCRIPT), "stop"], capture_output=True, timeout=60, check=False)  # fixed argv
-
-
 def connect() -> Engine:
     """The engine scripts/deploy/engine.sh resolves (starting a private one when none answers)."""
     done = subprocess.run(
