@@ -5,6 +5,9 @@
 #   services.sh down    SIGTERM each (graceful shutdown), SIGKILL after 20 s
 #   services.sh status  one line per service; exit 1 if any is down
 #
+# Write store: WRITE_STORE=mongodb (default, FerretDB) or WRITE_STORE=dynamodb (moto; the tables are
+# created first with `cqrs aws create-tables`); COMMAND_SVC_EVENT_PUBLISHER=dynamodb-stream publishes
+# from the table's stream instead of the outbox relay. `make up WRITE_STORE=dynamodb` passes it on.
 # Logs: .stack/services/<name>.log (JSON lines). Auth: CQRS_AUTH_MODE defaults to `disabled` here,
 # for the local demo only; set CQRS_AUTH_MODE=jwt to run with tokens signed by .stack/jwt-secret.
 set -euo pipefail
@@ -50,6 +53,11 @@ wait_ready() {
 
 case "${1:-}" in
   up)
+    if [[ "${WRITE_STORE:-mongodb}" == dynamodb ]]; then
+      export WRITE_STORE
+      # Local tables without deletion protection, so a reset can drop them.
+      "$REPO_ROOT/.venv/bin/cqrs" aws create-tables --no-protect | sed 's/^/dynamodb: /'
+    fi
     for name in "${ORDER[@]}"; do service_up "$name"; done
     for name in "${ORDER[@]}"; do wait_ready "$name"; done
     ;;
