@@ -24,6 +24,7 @@ from command_svc.app import create_app as command_app
 from command_svc.settings import CommandServiceSettings
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.read_models.shop import DEFINITION as SHOP
+from projector_svc import operations
 from projector_svc.app import create_app as projector_app
 from projector_svc.settings import ProjectorSettings
 from projector_svc.testing.projection_contract import ProjectionContract, Rows
@@ -191,6 +192,8 @@ async def test_a_product_goes_from_its_command_to_its_http_view_beside_the_shop(
 
         service = projector.state.service
         assert [projection.name for projection in service.projections] == ["shop", "products"]
+        # Each projection rebuilds on its own: products gets a second build, shop keeps its first.
+        rebuilt = await operations.rebuild(projector_settings, DEFINITION)
 
     assert read.status_code == 200, read.text
     body = read.json()
@@ -200,14 +203,17 @@ async def test_a_product_goes_from_its_command_to_its_http_view_beside_the_shop(
     connection = await asyncpg.connect(pg_database)
     try:
         builds = await connection.fetch(
-            "SELECT projection, schema_name, status FROM projector.builds ORDER BY 1"
+            "SELECT projection, schema_name, status FROM projector.builds ORDER BY 1, 2"
         )
         # Two projections in one process: each its own build, checkpoints and consumer group.
         assert [tuple(b) for b in builds] == [
-            ("products", "products_b1", "active"),
+            ("products", "products_b1", "retired"),
+            ("products", "products_b2", "active"),
             ("shop", "shop_b1", "active"),
         ]
-        assert await connection.fetchval("SELECT count(*) FROM products_b1.partition_offsets") > 0
+        assert rebuilt.schema == "products_b2"
+        assert await connection.fetchval("SELECT count(*) FROM products_b2.products") == 1
+        assert await connection.fetchval("SELECT count(*) FROM products_b2.partition_offsets") > 0
         assert await connection.fetchval("SELECT count(*) FROM shop_b1.partition_offsets") == 0
     finally:
         await connection.close()

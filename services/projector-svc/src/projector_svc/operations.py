@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from cqrs_shared.read_models import ProjectionDefinition
 from cqrs_shared.topics import TopicNames
 from projector_svc import parked
 from projector_svc import rebuild as rebuilds
 from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, list_builds
-from projector_svc.declared import projection_named
+from projector_svc.declared import DeclaredProjection, projection_named
 from projector_svc.event_topics import end_offsets, read_all, record_counts
 from projector_svc.incoming import AggregateKey
 from projector_svc.parked import NoActiveBuildError, ParkedEvent
@@ -133,14 +134,16 @@ async def status(settings: ProjectorSettings, projection: str) -> ProjectionStat
 
 async def rebuild(
     settings: ProjectorSettings,
-    projection: str,
+    projection: str | ProjectionDefinition,
     options: RebuildOptions | None = None,
     report: Report = lambda _: None,
 ) -> Build:
     """Build the projection again from the event topics' history beside the live build and (by
     default) swap it in atomically; `report` receives progress. `RebuildAlreadyRunningError` when
-    another rebuild runs, `SwapTimeoutError` when the cut-over could not complete."""
-    return await rebuilds.rebuild(settings, projection_named(projection), options or RebuildOptions(), report)
+    another rebuild runs, `SwapTimeoutError` when the cut-over could not complete. A projection is
+    named as in the settings, or given as a definition (a domain outside `cqrs_shared.read_models`)."""
+    declared = projection_named(projection) if isinstance(projection, str) else DeclaredProjection(projection)
+    return await rebuilds.rebuild(settings, declared, options or RebuildOptions(), report)
 
 
 async def prune(settings: ProjectorSettings, projection: str) -> list[Build]:
