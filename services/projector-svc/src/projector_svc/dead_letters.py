@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiokafka import AIOKafkaProducer
-
-from cqrs_shared.kafka_io import Headers, dead_letter_headers, send_all
+from cqrs_shared.kafka_io import Headers, RecordSender, dead_letter_headers, send_all
 from projector_svc.incoming import Incoming, Origin
 
 #: Dead-letter reasons.
@@ -52,7 +50,7 @@ class MemoryDeadLetters:
 class DeadLetterSink:
     """Sends dead letters to one Kafka topic, awaiting every acknowledgement."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, *, projection: str) -> None:
+    def __init__(self, producer: RecordSender, topic: str, *, projection: str) -> None:
         self._producer = producer
         self.topic = topic
         self._projection = projection

@@ -11,9 +11,9 @@ import logging
 from collections.abc import Sequence
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
-from cqrs_shared.kafka_io import make_producer
+from cqrs_shared.kafka_io import RenewingProducer, make_producer
 from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import TopicNames
 from projector_svc.builds import ensure_active_build
@@ -64,7 +64,7 @@ class _Lane:
         self,
         settings: ProjectorSettings,
         pool: asyncpg.Pool[asyncpg.Record],
-        producer: AIOKafkaProducer,
+        producer: RenewingProducer,
         liveness: LivenessMonitor,
     ) -> None:
         name = self.projection.name
@@ -124,7 +124,7 @@ class ProjectorService:
         chosen = list(projections) or [projection_named(name) for name in settings.projections]
         self._lanes = [_Lane(p) for p in chosen]
         self.pool: asyncpg.Pool[asyncpg.Record] | None = None
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: RenewingProducer | None = None
         #: What `/healthz` reports: every projection's loop must keep completing steps.
         self.liveness = LivenessMonitor()
 
@@ -139,7 +139,11 @@ class ProjectorService:
     async def start(self) -> None:
         settings = self.settings
         self.pool = await pool_for(settings, max_size=settings.pool_size)
-        self._producer = make_producer(settings.kafka_bootstrap_servers, client_id="projector-svc")
+        # Dead letters of every projection; renewed after a failed delivery, as command-svc's is
+        # (a long Kafka outage otherwise leaves an idempotent producer refusing every later send).
+        self._producer = RenewingProducer(
+            lambda: make_producer(settings.kafka_bootstrap_servers, client_id="projector-svc")
+        )
         await self._producer.start()
         for lane in self._lanes:
             await lane.start(settings, self.pool, self._producer, self.liveness)
