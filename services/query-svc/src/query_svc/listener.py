@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 
 class ReadOnlyNodeError(Exception):
-    """The LISTEN connection reached a read-only node (a replica, or Aurora's old writer that a
-    stale DNS answer still names after a failover): NOTIFY never reaches it, so it is no use."""
+    """The LISTEN connection reached a replica (a reader, or Aurora's old writer that a stale DNS
+    answer still names after a failover): NOTIFY never reaches it, so it is no use."""
 
 
 _FAILURES: tuple[type[Exception], ...] = (*UNAVAILABLE, asyncpg.PostgresError, ReadOnlyNodeError)
@@ -112,14 +112,15 @@ class ProjectionListener:
             **self._connect.for_dsn(self._dsn),
         )
         try:
-            read_only = await connection.fetchval("SELECT current_setting('transaction_read_only')")
+            # Not `transaction_read_only`: a read-only role on the primary hears every NOTIFY.
+            replica = await connection.fetchval("SELECT pg_is_in_recovery()")
         except BaseException:
             await _close(connection)
             raise
-        if read_only == "on":
+        if replica:
             await _close(connection)
             raise ReadOnlyNodeError(
-                "the LISTEN database is read-only (a replica, or a node after a failover)"
+                "the LISTEN database is a replica (a reader, or the old writer after a failover)"
             )
         return connection
 

@@ -10,7 +10,6 @@ password as it signs it, so a connection opened with an old token is refused by 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import ssl
@@ -222,35 +221,3 @@ async def test_the_listen_connection_uses_tls_and_a_fresh_token_for_every_reconn
     finally:
         await admin.close()
         await listener.stop()
-
-
-async def test_the_listen_connection_refuses_a_read_only_node_until_the_writer_is_back(
-    tls_server: TlsServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    """After a failover a stale DNS answer can send the LISTEN connection to the old writer, now a
-    reader, where no NOTIFY ever arrives: it must not count as connected, and must try again."""
-    admin = await asyncpg.connect(tls_server.server.dsn)
-    await admin.execute("CREATE DATABASE failover_listen")
-    await admin.execute("ALTER DATABASE failover_listen SET default_transaction_read_only = on")
-    dsn = f"postgresql://postgres@127.0.0.1:{tls_server.server.port}/failover_listen"
-    listener = ProjectionListener(
-        dsn,
-        NOTIFY_CHANNEL,
-        ChangeHub([SHOP]),
-        keepalive_seconds=0.05,
-        max_backoff_seconds=0.2,
-        connect=tls_server.settings("verify-full").connect_options(),
-    )
-    listener.start()
-    try:
-        # It reaches the node several times over (back-off 0.1, 0.2, 0.2 s) and refuses it each time.
-        await asyncio.sleep(1.0)
-        assert not listener.connected.is_set()
-        refusals = [r for r in caplog.records if "ReadOnlyNodeError" in r.getMessage()]
-        assert len(refusals) >= 2
-        await admin.execute("ALTER DATABASE failover_listen RESET default_transaction_read_only")
-        await wait_until(listener.connected.is_set)
-    finally:
-        await listener.stop()
-        await admin.execute("DROP DATABASE failover_listen WITH (FORCE)")
-        await admin.close()
