@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,14 +50,15 @@ def _metric_call(node: ast.AST) -> tuple[str, str] | None:
     return None
 
 
-def declared_metrics() -> list[Metric]:
+@cache
+def declared_metrics() -> tuple[Metric, ...]:
     calls = [
         (call, path)
         for tree in SOURCE_TREES
         for path in sorted(tree.rglob("*.py"))
         for call in map(_metric_call, ast.walk(ast.parse(path.read_text(), str(path))))
     ]
-    return [Metric(call[0], call[1], path) for call, path in calls if call is not None]
+    return tuple(Metric(call[0], call[1], path) for call, path in calls if call is not None)
 
 
 def exposed_series() -> set[str]:
