@@ -221,3 +221,41 @@ async def test_the_listen_connection_uses_tls_and_a_fresh_token_for_every_reconn
     finally:
         await admin.close()
         await listener.stop()
+
+
+@pytest.fixture
+async def primary_and_replica() -> AsyncIterator[tuple[PrivatePostgres, PrivatePostgres]]:
+    primary, replica = PrivatePostgres(), PrivatePostgres()
+    await primary.init()
+    await primary.start()
+    try:
+        await replica.init_standby_of(primary)
+        await replica.start()
+        yield primary, replica
+    finally:
+        await replica.destroy()
+        await primary.destroy()
+
+
+async def test_the_listen_connection_refuses_a_replica_until_it_is_promoted(
+    primary_and_replica: tuple[PrivatePostgres, PrivatePostgres], caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a failover a stale DNS answer can send the LISTEN connection to a reader, where no
+    NOTIFY ever arrives: it must not count as connected, and must try again until the node it
+    reaches is the writer (here: the replica promoted, as a failover does)."""
+    _, replica = primary_and_replica
+    listener = ProjectionListener(
+        replica.dsn, NOTIFY_CHANNEL, ChangeHub([SHOP]), keepalive_seconds=0.05, max_backoff_seconds=0.2
+    )
+    listener.start()
+    try:
+        await wait_until(lambda: sum("ReadOnlyNodeError" in r.getMessage() for r in caplog.records) >= 2)
+        assert not listener.connected.is_set()
+        admin = await asyncpg.connect(replica.dsn)
+        try:
+            assert await admin.fetchval("SELECT pg_promote()") is True
+        finally:
+            await admin.close()
+        await wait_until(listener.connected.is_set)
+    finally:
+        await listener.stop()

@@ -62,6 +62,18 @@ class PrivatePostgres:
             "--no-sync",
         )
 
+    async def init_standby_of(self, primary: PrivatePostgres) -> None:
+        """Instead of `init`: a hot standby streaming from `primary` (running), a read-only
+        replica until promoted (`SELECT pg_promote()`), as a failover does to a reader."""
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, _OS_USER)
+        await _run(
+            *_as_server_user(
+                str(self._bin / "pg_basebackup"),
+                *("-D", str(self._data), "-R", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"),
+            ),
+        )
+
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
