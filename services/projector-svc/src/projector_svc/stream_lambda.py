@@ -19,6 +19,10 @@ read models (and query-svc on top of them) are the same as with Kafka:
   while the rest of the batch commits. A retry of an undecodable record fails again until the
   mapping's bounded retries hand it to the on-failure destination; a refused event is parked by
   then, so its retry is a duplicate and the shard moves on (`cqrs dlq list` shows it).
+- Parked events are looked after here too, as the projector's maintenance does for its
+  partitions: in every batch's transaction, gaps of this stream's events that stayed open longer
+  than `PROJECTOR_SVC_GAP_TIMEOUT_SECONDS` expire, and aggregates marked by `cqrs dlq replay` are
+  applied again with the code deployed now (so a replay runs at the stream's next invocation).
 - Failover: a connection on a read-only node or ended by the server is dropped (see
   `cqrs_shared.pg_failover`) and the batch retried on a fresh one, a few times; then the
   invocation fails and Lambda retries the whole batch.
@@ -48,6 +52,7 @@ from projector_svc.builds import ensure_active_build
 from projector_svc.dead_letters import DeadLetter
 from projector_svc.declared import projection_named
 from projector_svc.incoming import Incoming, Origin, Undecodable
+from projector_svc.maintenance import Maintenance
 from projector_svc.pg import Connection, pool_for
 from projector_svc.projection import Projection
 from projector_svc.settings import ProjectorSettings
@@ -118,8 +123,11 @@ def decode_records(records: Sequence[Mapping[str, Any]]) -> Decoded:
     return decoded
 
 
-def _sequence_of(origin: Origin) -> str:
-    return dict(origin.headers)[SEQUENCE_HEADER].decode()
+def _sequence_of(origin: Origin) -> str | None:
+    """The stream sequence number of a record of this batch; None for an event read back from the
+    parking (a replay, an expired gap), which Lambda delivered long ago."""
+    value = dict(origin.headers).get(SEQUENCE_HEADER)
+    return value.decode() if value is not None else None
 
 
 def batch_item_failures(decoded: Decoded, letters: Sequence[DeadLetter]) -> dict[str, list[dict[str, str]]]:
@@ -136,10 +144,16 @@ class StreamProjector:
     """Applies batches of stream records to one projection in one PostgreSQL database."""
 
     def __init__(
-        self, pool: asyncpg.Pool[asyncpg.Record], projection: Projection, *, attempts: int = 8
+        self,
+        pool: asyncpg.Pool[asyncpg.Record],
+        projection: Projection,
+        *,
+        gap_timeout: float = 60.0,
+        attempts: int = 8,
     ) -> None:
         self._pool = pool
         self.projection = projection
+        self._gap_timeout = gap_timeout
         self._attempts = attempts
 
     @classmethod
@@ -159,7 +173,7 @@ class StreamProjector:
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, projection)
+        return cls(pool, projection, gap_timeout=settings.gap_timeout_seconds)
 
     async def close(self) -> None:
         await self._pool.close()
@@ -182,9 +196,13 @@ class StreamProjector:
         return response
 
     async def _apply(self, decoded: Decoded) -> tuple[Outcome, list[DeadLetter]]:
+        # Parked rows keep the stream as their topic and 0 as their partition (see `_origin`).
+        origins = [i.origin for i in decoded.events] + [u.origin for u in decoded.undecodable]
+        streams = sorted({(origin.topic, 0) for origin in origins})
         for attempt in range(self._attempts):
             sink = _Letters()
             applier = BatchApplier(self.projection, sink)
+            maintenance = Maintenance(applier, sink, gap_timeout=self._gap_timeout)
             try:
                 async with (
                     acquire(self._pool) as connection,
@@ -192,6 +210,8 @@ class StreamProjector:
                 ):
                     schema = await self._enter_active(connection)
                     outcome = await applier.apply(connection, schema, decoded.events, decoded.undecodable)
+                    await maintenance.expire_gaps(connection, schema, streams)
+                    await maintenance.replay_requested(connection, schema, streams)
             except _CONFLICTS:
                 pass
             except Exception as exc:
