@@ -6,6 +6,7 @@ cannot import Python, in agreement with them, and runs cfn-lint (a broken templa
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,23 @@ def test_command_svc_may_not_scan_or_delete_history(template: dict[str, Any]) ->
 def _cfn_lint(text: str) -> list[str]:
     """cfn-lint's findings (rule id and message) on a template, as `cfn-lint FILE` reports them."""
     return [f"{m.rule.id} {m.message}" for m in lint(text, config=ManualArgs(regions=["us-east-1"]))]
+
+
+def test_the_serverless_projection_runs_the_projector_handler_over_verified_tls_with_iam(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    function = resources["ProjectionFunction"]["Properties"]
+    module, _, name = function["Handler"].rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))
+    environment = function["Environment"]["Variables"]
+    assert (environment["DATABASE_SSLMODE"], environment["DATABASE_IAM_AUTH"]) == ("verify-full", "true")
+    statements = resources["ProjectionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert [s["Action"] for s in statements if "rds-db:connect" in str(s["Action"])] == ["rds-db:connect"]
+    # Off unless asked for: teams with Kafka project through projector-svc instead.
+    conditions = {r.get("Condition") for r in resources.values() if "Projection" in str(r.get("Condition"))}
+    assert conditions == {"WithServerlessProjection"}
+    assert template["Parameters"]["ServerlessProjection"]["Default"] == "false"
 
 
 def test_cfn_lint_passes_the_template_and_fails_a_broken_one() -> None:
