@@ -15,6 +15,8 @@ from cfnlint.api import ManualArgs, lint
 from cfnlint.decode import decode_str
 
 from command_svc.write_store.dynamo_tables import TableNames, table_definitions
+from projector_svc.settings import ProjectorSettings
+from tests.deploy.rendering import env_names
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy/aws/cqrs-platform.yaml"
 
@@ -106,6 +108,7 @@ def test_the_serverless_projection_runs_the_projector_handler_over_verified_tls_
     module, _, name = function["Handler"].rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
     environment = function["Environment"]["Variables"]
+    assert set(environment) <= env_names(ProjectorSettings)  # every variable one the handler reads
     assert (environment["DATABASE_SSLMODE"], environment["DATABASE_IAM_AUTH"]) == ("verify-full", "true")
     statements = resources["ProjectionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     assert [s["Action"] for s in statements if "rds-db:connect" in str(s["Action"])] == ["rds-db:connect"]
