@@ -16,6 +16,7 @@ import pytest
 from command_svc.write_store.dynamo_client import DynamoSettings, open_dynamodb
 from command_svc.write_store.dynamo_tables import TableNames, create_tables, delete_tables
 from cqrs_shared.auth import mint_token
+from cqrs_shared.testing.moto_fidelity import require_faithful_moto
 from cqrs_shared.testing.postgres import fresh_database
 from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess
 from cqrs_shared.topics import TopicNames
@@ -132,6 +133,7 @@ async def test_both_write_stores_give_identical_outcomes_and_read_models(
     dynamodb_endpoint: str,
     unique: str,
 ) -> None:
+    require_faithful_moto(dynamodb_endpoint)
     mongo_env = {**service_env, "WRITE_STORE": "mongodb"}
     mongo_outcomes, mongo_rows = await _run(start_service, service_env["DATABASE_URL"], mongo_env)
     dynamo_env = {

@@ -9,11 +9,13 @@ from typing import Any
 from command_svc.write_store.dynamo_client import DynamoSettings, open_dynamodb, open_dynamodb_streams
 from command_svc.write_store.dynamo_store import DynamoWriteStore
 from command_svc.write_store.dynamo_tables import TableNames, create_tables, delete_tables
+from cqrs_shared.testing.moto_fidelity import require_faithful_moto
 
 
 @contextlib.asynccontextmanager
 async def private_tables(endpoint: str, prefix: str) -> AsyncIterator[DynamoWriteStore]:
-    """The write store on fresh tables named `<prefix>*`, deleted afterwards."""
+    """The write store on fresh tables named `<prefix>*`, deleted afterwards (on the patched moto)."""
+    require_faithful_moto(endpoint)
     settings = DynamoSettings(endpoint_url=endpoint, table_prefix=prefix)
     async with contextlib.AsyncExitStack() as stack:
         admin = await open_dynamodb(settings, stack)

@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from command_svc.write_store.dynamo_client import DynamoSettings
 from command_svc.write_store.dynamo_leases import DynamoLeaseStore
 from command_svc.write_store.dynamo_store import DynamoWriteStore
-from command_svc.write_store.dynamo_tables import TableNames, create_tables, delete_tables
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.testing.write_store_contract import LeaseStoreContract, WriteStoreContract, make_commit
 from cqrs_shared.write_store import CommitTooLargeError, ConcurrencyConflictError
+
+from .dynamo_fixtures import private_tables
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def dynamo_store(dynamodb_endpoint: str, unique: str) -> AsyncIterator[DynamoWriteStore]:
-    settings = DynamoSettings(endpoint_url=dynamodb_endpoint, table_prefix=f"t{unique}-")
-    async with contextlib.AsyncExitStack() as stack:
-        from command_svc.write_store.dynamo_client import open_dynamodb
-
-        admin = await open_dynamodb(settings, stack)
-        await create_tables(admin, TableNames(settings.table_prefix), protect=False)
-        store = await DynamoWriteStore.open(settings)
+    async with private_tables(dynamodb_endpoint, f"t{unique}-") as store:
         yield store
-        await store.close()
-        await delete_tables(admin, TableNames(settings.table_prefix))
 
 
 class TestDynamoWriteStore(WriteStoreContract):
