@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 .PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-commands bench-dynamodb bench-growth bench-projector bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 deps: ## Install uv (if missing) and the locked Python dependencies
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
