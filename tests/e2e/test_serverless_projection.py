@@ -344,3 +344,31 @@ async def test_an_event_refused_by_a_handler_bug_is_replayed_after_the_fix(
     assert len(held) >= 1
     assert diff(await _rows(pg_database), fold(events)) == []
     assert await list_parked(settings, "shop") == []
+
+
+async def test_shards_applied_concurrently_by_two_execution_environments_converge(
+    dynamo: Dynamo, pg_database: str
+) -> None:
+    """Customers and orders on different shards, each with its own Lambda execution environment:
+    their batches meet in the joined columns (serialization conflicts, retried) and converge."""
+    events = ShopHistory(seed=25).take(240)
+    for event in events:
+        await dynamo.store.append(_commit([event]))
+    records = await dynamo.read_stream()
+    shards = [
+        [r for r in records if r["dynamodb"]["Keys"]["stream"]["S"].startswith(prefix)]
+        for prefix in ("customer/", "order/")
+    ]
+    settings = ProjectorSettings(database_url=pg_database)
+    environments = [await StreamProjector.open(settings) for _ in shards]
+
+    async def run(projector: StreamProjector, shard: list[Record]) -> None:
+        for start in range(0, len(shard), 20):
+            assert await projector.handle({"Records": shard[start : start + 20]}) == {"batchItemFailures": []}
+
+    try:
+        await asyncio.gather(*(run(p, s) for p, s in zip(environments, shards, strict=True)))
+    finally:
+        for projector in environments:
+            await projector.close()
+    assert diff(await _rows(pg_database), fold(events)) == []

@@ -212,8 +212,9 @@ class StreamProjector:
                     outcome = await applier.apply(connection, schema, decoded.events, decoded.undecodable)
                     await maintenance.expire_gaps(connection, schema, streams)
                     await maintenance.replay_requested(connection, schema, streams)
-            except _CONFLICTS:
-                pass
+            except _CONFLICTS as exc:
+                # Another shard's batch met this one in a joined row; the loser starts over.
+                log.info("batch conflicted with a concurrent one (%s); retrying", type(exc).__name__)
             except Exception as exc:
                 if not is_failover(exc):
                     raise
