@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) and locates the tools the deploy checks use: helm, etcd, kube-apiserver, kubectl and
 # the docker compose v2 plugin. None of them has a package in the registries this project can reach
-# (Debian's docker-compose is v1), so each is built from
-# the Go module proxy at a pinned version and cached as a binary under $CQRS_TOOLS_DIR (default
+# (Debian's docker-compose is v1), so each is built from the Go module proxy at a pinned version and
+# cached as a binary under $CQRS_TOOLS_DIR (default
 # ~/.cache/cqrs-platform/tools: outside every clone, so each worktree and CI's fresh clone on the same
 # machine reuse one build). A cached binary is never rebuilt; delete it to force a rebuild (the
 # version is in its name, so bumping a pin below builds anew). Builds run under `nice` so that a build
@@ -16,7 +16,8 @@ set -euo pipefail
 
 TOOLS_DIR="${CQRS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cqrs-platform/tools}"
 
-# One place for the pinned versions. KUBE_VERSION is also the API version the manifests are checked against.
+# One place for the pinned versions. KUBE_VERSION is also the API version the manifests are checked
+# against, by the API server and by kubernetes-validate (tests/deploy/rendering.py reads it here).
 HELM_VERSION=v3.22.0
 ETCD_VERSION=v3.6.16
 KUBE_VERSION=v1.34.3

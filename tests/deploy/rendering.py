@@ -22,8 +22,18 @@ VARIANTS = {
     path.name.removesuffix("-values.yaml"): path for path in sorted((CHART / "ci").glob("*-values.yaml"))
 }
 TOOLS = ROOT / "scripts/deploy/tools.sh"
-#: The Kubernetes version the manifests are validated for (scripts/deploy/tools.sh builds its API server).
-KUBE_VERSION = "1.34.0"
+
+
+def _kube_version() -> str:
+    """The Kubernetes minor the manifests are validated for, as kubernetes-validate names its schemas
+    (`1.34.0`): the API server version pinned in scripts/deploy/tools.sh."""
+    versions = subprocess.run([str(TOOLS), "versions"], capture_output=True, text=True, check=True).stdout
+    kube = dict(pair.split("=") for pair in versions.split())["kube"]
+    major, minor, _patch = kube.removeprefix("v").split(".")
+    return f"{major}.{minor}.0"
+
+
+KUBE_VERSION = _kube_version()
 SERVICES: dict[str, type[BaseSettings]] = {
     "command-svc": CommandServiceSettings,
     "projector-svc": ProjectorSettings,
