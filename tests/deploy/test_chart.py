@@ -78,9 +78,10 @@ def test_every_variable_set_is_one_the_service_reads_and_ports_agree(variant: st
         assert services[name]["spec"]["ports"][0]["port"] == port
     for job in of_kind(documents, "Job").values():
         (container,) = job["spec"]["template"]["spec"]["containers"]
-        # `cqrs setup` reads the projector's settings.
+        # `cqrs setup` reads the projector's settings, and needs only Kafka's.
         names = {e["name"] for e in container["env"]}
         assert not names - env_names(SERVICES["projector-svc"]), names
+        assert "DATABASE_URL" not in names
         assert container["args"][0] == "setup"
 
 
@@ -159,7 +160,8 @@ def test_network_policies_admit_http_only_from_the_ingress_namespace() -> None:
 def test_dynamodb_and_aurora_variants_use_iam_roles_and_no_store_secrets() -> None:
     documents = rendered("aws")
     accounts = of_kind(documents, "ServiceAccount")
-    for name in ("cqrs-command-svc", "cqrs-projector-svc", "cqrs-query-svc", "cqrs-setup"):
+    assert "eks.amazonaws.com/role-arn" not in accounts["cqrs-setup"]["metadata"]["annotations"]  # Kafka only
+    for name in ("cqrs-command-svc", "cqrs-projector-svc", "cqrs-query-svc"):
         assert accounts[name]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
             "arn:aws:iam::"
         )
