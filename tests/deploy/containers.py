@@ -3,6 +3,7 @@ images built by scripts/deploy/images.sh, containers on the host network that ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -17,8 +18,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_SCRIPT = ROOT / "scripts/deploy/engine.sh"
 IMAGES_SCRIPT = ROOT / "scripts/deploy/images.sh"
-#: What images.sh tags (its IMAGE_PREFIX and IMAGE_TAG defaults).
-IMAGE_PREFIX, IMAGE_TAG = "cqrs-platform", "dev"
+IMAGE_PREFIX = "cqrs-platform"
+#: A tag of this checkout's own: the private engine is shared by every clone on the machine, and two
+#: checkouts testing at once must each run the images built from their own source.
+IMAGE_TAG = "test-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
 #: engine.sh's exit status when this machine can neither reach nor start an engine.
 NO_ENGINE_HERE = 3
 #: The images' stop timeout in compose and the chart: command-svc drains for up to 20 s.
@@ -61,8 +64,9 @@ def connect() -> Engine:
 
 def build_images(engine: Engine) -> str:
     """Build (or confirm, from the build cache) the four images; the script's log."""
+    env = {**engine.env, "IMAGE_PREFIX": IMAGE_PREFIX, "IMAGE_TAG": IMAGE_TAG}
     done = subprocess.run(
-        [str(IMAGES_SCRIPT)], env=engine.env, capture_output=True, text=True, timeout=1200, check=False
+        [str(IMAGES_SCRIPT)], env=env, capture_output=True, text=True, timeout=1200, check=False
     )
     assert done.returncode == 0, f"make images failed:\n{done.stdout}\n{done.stderr}"
     return done.stderr
