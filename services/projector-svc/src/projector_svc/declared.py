@@ -28,6 +28,8 @@ from projector_svc.projection import Migration
 
 
 class DeclaredProjection:
+    """The runtime's `Projection` port for one definition (see the module docstring)."""
+
     def __init__(self, definition: ProjectionDefinition) -> None:
         self.definition = definition
         self._migrations = migrations_of(definition)
@@ -76,7 +78,7 @@ class DeclaredProjection:
         written: dict[str, dict[str, Row]] = {}
         for fold in self.definition.folds:
             model = fold.read_model
-            mine = [e for e in events if e.aggregate_type == model.aggregate_type and self.handles(e.type)]
+            mine = [e for e in events if e.type in self._routes and self._routes[e.type][0] is fold]
             if not mine:
                 continue
             rows = await table_rows.load(connection, model, (e.aggregate_id for e in mine))
