@@ -99,3 +99,89 @@ async def test_a_child_shard_is_published_only_after_its_parent_is_drained(
         leases = store.leases()
         assert await leases.checkpoint("stream-shard/parent") == SHARD_END
         assert await leases.checkpoint("stream-shard/child") == "205"
+
+
+class _FourShards(_SplitStream):
+    """Four open shards, aggregate `s<n>` in shard n with versions 1-4."""
+
+    def __init__(self) -> None:
+        self.records = {
+            f"shard-{n}": [
+                {
+                    "eventName": "INSERT",
+                    "dynamodb": {
+                        "NewImage": commit_item(make_commit(f"s{n}", v)),
+                        "SequenceNumber": str(1000 * n + v),
+                    },
+                }
+                for v in (1, 2, 3, 4)
+            ]
+            for n in range(4)
+        }
+        self.reads = []
+
+    async def describe_stream(self, **_: Any) -> dict[str, Any]:
+        return {"StreamDescription": {"Shards": [{"ShardId": shard} for shard in self.records]}}
+
+    async def get_records(self, **request: Any) -> dict[str, Any]:
+        answer = await super().get_records(**request)
+        shard, _ = request["ShardIterator"].split(":")
+        answer.setdefault("NextShardIterator", f"{shard}:{len(self.records[shard])}")  # open shards
+        return answer
+
+
+class _AggregateRecorder:
+    """One replica's Kafka; `total` and `all_done` are shared: set once the replicas published 16 events."""
+
+    def __init__(self, total: list[int], all_done: asyncio.Event) -> None:
+        self.by_aggregate: dict[str, list[int]] = {}
+        self.total = total
+        self.all_done = all_done
+
+    async def publish(self, events: Sequence[EventEnvelope]) -> None:
+        for event in events:
+            self.by_aggregate.setdefault(event.aggregate_id, []).append(event.version)
+        self.total[0] += len(events)
+        if self.total[0] >= 16:
+            self.all_done.set()
+
+
+async def test_two_replicas_share_the_shards_through_leases_each_published_once(
+    dynamodb_endpoint: str, unique: str
+) -> None:
+    stream = _FourShards()
+    all_done = asyncio.Event()
+    total = [0]
+    recorders = [_AggregateRecorder(total, all_done), _AggregateRecorder(total, all_done)]
+    async with private_tables(dynamodb_endpoint, f"t{unique}-") as store:
+        # Both replicas heartbeat before either balances, so the first does not take every shard.
+        for member in ("r0", "r1"):
+            await store.leases().heartbeat(member, 3)
+        publishers = [
+            StreamPublisher(
+                stream,  # type: ignore[arg-type]  # the fake plays DynamoDB Streams' three calls
+                store,
+                store.leases(),
+                recorder,
+                member_id=f"r{i}",
+                settings=StreamPublisherSettings(lease_ttl_seconds=3, poll_interval_seconds=0.05),
+            )
+            for i, recorder in enumerate(recorders)
+        ]
+        for publisher in publishers:
+            await publisher.start()
+        try:
+            async with asyncio.timeout(30):
+                await all_done.wait()
+            owned = [p.owned_shards for p in publishers]
+        finally:
+            for publisher in publishers:
+                await publisher.stop()
+    assert owned[0] and owned[1] and not owned[0] & owned[1]
+    assert owned[0] | owned[1] == set(stream.records)
+    merged: dict[str, list[int]] = {}
+    for recorder in recorders:
+        for aggregate, versions in recorder.by_aggregate.items():
+            assert aggregate not in merged  # one publisher per shard, so per aggregate
+            merged[aggregate] = versions
+    assert merged == {f"s{n}": [1, 2, 3, 4] for n in range(4)}
