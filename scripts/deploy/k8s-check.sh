@@ -129,5 +129,20 @@ awk '/^kind: Deployment$/ {deployment = 1} deployment && !done && /^  selector:$
   >"$work/missing-selector.yaml"
 refuse "broken: a Deployment without its required selector" "$work/missing-selector.yaml" "spec.selector: Required value"
 
+# Upgrades: the defaults installed for real (objects stored; no controllers run here), then every
+# variant applied over them, as `helm upgrade` would. The setup Job is deleted first, as its hook
+# delete policy (before-hook-creation) does: a Job's pod template is immutable.
+kubectl apply --namespace "$NAMESPACE" -f "$work/default.yaml" >/dev/null
+kubectl delete job --namespace "$NAMESPACE" cqrs-setup >/dev/null
+for values in "$CHART"/ci/*-values.yaml; do
+  name="$(basename "$values" -values.yaml)"
+  check "upgrade: default -> $name" "$work/$name.yaml"
+done
+# An upgrade that changes a Deployment's selector cannot be applied over the installed one.
+awk '/^kind: Deployment$/ {deployment = 1}
+     deployment && !done && /^      app.kubernetes.io\/name: command-svc$/ {print "      app.kubernetes.io/name: command"; done = 1; next}
+     {print}' "$work/default.yaml" >"$work/new-selector.yaml"
+refuse "broken: an upgrade that changes a selector" "$work/new-selector.yaml" "field is immutable"
+
 if ((failures)); then die "$failures check(s) failed"; fi
 log "all variants accepted and every broken manifest refused by kube-apiserver $("$APISERVER" --version | awk '{print $2}')"
