@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 _TRANSACTION_ATTEMPTS = 5
 #: Concurrent single-item writes of one `mark_published` (DynamoDB has no multi-item update).
 _MARK_CONCURRENCY = 16
+#: Relay shards queried at once by one `unpublished` scan.
+_SCAN_CONCURRENCY = 8
 _NO_OUTCOME = "attribute_not_exists(command_id)"
 
 
@@ -205,10 +207,16 @@ class DynamoWriteStore:
 
     async def unpublished(self, shards: Collection[int], limit: int) -> list[Commit]:
         found: list[Commit] = []
-        for shard in sorted(shards):
+        ordered = sorted(shards)
+        # A few shards at a time: one round trip per group instead of per shard, while a large
+        # backlog in the first shards still stops the reading early.
+        for start in range(0, len(ordered), _SCAN_CONCURRENCY):
             if len(found) >= limit:
                 break
-            found.extend(await self._unpublished_in_shard(shard, limit - len(found)))
+            wanted = limit - len(found)
+            group = ordered[start : start + _SCAN_CONCURRENCY]
+            for commits in await asyncio.gather(*(self._unpublished_in_shard(s, wanted) for s in group)):
+                found.extend(commits[: limit - len(found)])
         return found
 
     async def _unpublished_in_shard(self, shard: int, limit: int) -> list[Commit]:
