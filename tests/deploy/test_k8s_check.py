@@ -1,7 +1,8 @@
 """`make k8s-check` inside `make test` when its binaries are cached on this machine: every chart variant
 and the dev overlay accepted by a real kube-apiserver's server-side dry run, fresh and as an upgrade of
-the installed defaults, and every broken manifest refused. Building the binaries takes ~25 min on 2 cores, so the suite never builds them: where they are
-missing the test is reported skipped with the command that builds them (`make k8s-check`)."""
+the installed defaults, and every broken manifest refused. Building the binaries takes 25-45 min on 2
+cores, so the suite never builds them: where they are missing the test is reported skipped with the
+command that builds them (`make k8s-check`)."""
 
 from __future__ import annotations
 
