@@ -219,3 +219,27 @@ async def test_sigterm_of_the_command_and_projector_images_under_load_loses_and_
         await mongo.close()
     print(f"\ncommand-svc container stopped by SIGTERM in {stop_seconds:.1f} s (exit 0) with load in flight")
     assert second.inspect()["State"]["Running"]
+
+
+@pytest.mark.parametrize("name", ["command-svc", "projector-svc", "query-svc", "cqrs-cli"])
+def test_each_image_runs_as_the_fixed_uid_with_no_build_tools(engine: Engine, name: str) -> None:
+    config = json.loads(
+        engine.run("image", "inspect", "--format", "{{json .Config}}", engine.image(name)).stdout
+    )
+    assert (config["User"], config["StopSignal"]) == ("10001:10001", "SIGTERM")
+    assert config["Healthcheck"]["Test"] == ["CMD", "python", "/app/healthcheck.py"]
+    probe = "id -u; for tool in uv pip pip3 gcc cc make; do command -v $tool; done; true"
+    done = engine.run(
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        engine.image(name),
+        "-c",
+        probe,
+    )
+    assert done.stdout.split() == ["10001"], f"{name} carries {done.stdout.split()[1:]}"
