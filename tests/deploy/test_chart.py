@@ -28,7 +28,6 @@ from tests.deploy.rendering import (
 pytestmark = pytest.mark.timeout(1200)
 
 ALL = {"default": None, **VARIANTS}
-TRANSITION = {"PROJECTOR_SVC_VIEW", "PROJECTOR_SVC_PROJECTIONS"}
 
 
 def rendered(variant: str) -> list[dict[str, Any]]:
@@ -62,11 +61,6 @@ def test_every_variable_set_is_one_the_service_reads_and_ports_agree(variant: st
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         names = {e["name"] for e in container["env"]}
         reads = env_names(SERVICES[package]) | (AWS_SDK_VARIABLES if package == "command-svc" else set())
-        # Projector builds before several projections per process read PROJECTOR_SVC_VIEW, later ones
-        # PROJECTOR_SVC_PROJECTIONS: the chart sets both, and one of them must be read.
-        if package == "projector-svc":
-            assert TRANSITION & reads, "neither projection setting is read"
-            reads |= TRANSITION
         unknown = names - reads
         assert not unknown, (variant, package, unknown)
         port = next(

@@ -90,8 +90,6 @@ variable is one the service's settings read (tests/deploy checks this against th
 {{- if eq $key "projector" }}
 {{- $projections := $v.services.projector.projections }}
 - {name: PROJECTOR_SVC_PROJECTIONS, value: {{ join "," $projections | quote }}}
-{{- /* Read by projector-svc builds from before several projections per process; ignored after. */}}
-- {name: PROJECTOR_SVC_VIEW, value: {{ first $projections | quote }}}
 {{- end }}
 {{- end -}}
 
