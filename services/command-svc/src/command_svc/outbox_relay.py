@@ -46,7 +46,7 @@ class EventPublisher(Protocol):
 @dataclass(frozen=True, slots=True)
 class RelaySettings:
     shards: int = 64
-    lease_ttl_seconds: float = 4.0
+    lease_ttl_seconds: float = 10.0
     scan_interval_seconds: float = 1.0
     batch_size: int = 500
     #: Fresh commits waiting for Kafka; beyond this they are left to the scan (bounded memory).
@@ -162,8 +162,13 @@ class OutboxRelay:
     # --- leases -----------------------------------------------------------------------------------
 
     async def _keep_leases(self) -> None:
+        # Rounds start every third of a TTL, however long the last one took: sleeping a fixed
+        # time after a slow round would space the renewals further apart than the leases last.
+        period = self._settings.lease_ttl_seconds / 3
+        next_round = time.monotonic() + period  # `start` ran the first round
         while True:
-            await asyncio.sleep(self._settings.lease_ttl_seconds / 3)
+            await asyncio.sleep(max(0.0, next_round - time.monotonic()))
+            next_round = time.monotonic() + period
             try:
                 await self._balance_leases()
             except WriteStoreUnavailableError as exc:
@@ -172,31 +177,33 @@ class OutboxRelay:
 
     async def _balance_leases(self) -> None:
         ttl = self._settings.lease_ttl_seconds
-        await self._leases.heartbeat(self._member, ttl)
-        members = await self._leases.live_members()
-        target = math.ceil(self._settings.shards / max(1, len(members)))
         names = {_lease(shard): shard for shard in self._owned}
-        # Every lease held after this round was renewed or acquired after this moment.
+        # Renew first, and count the validity from before the call: every lease held after it
+        # was renewed (or, below, acquired) after this moment.
         valid_from = time.monotonic()
         held = await self._leases.renew(set(names), self._member, ttl)
         for name, shard in names.items():
             if name not in held:
                 log.warning("relay lost the lease on shard %d", shard)
                 self._owned.discard(shard)
+        # Keep a margin for clock drift between this process and the store.
+        self._valid_until = valid_from + ttl * 0.8
+        await self._leases.heartbeat(self._member, ttl)
+        members = await self._leases.live_members()
+        target = math.ceil(self._settings.shards / max(1, len(members)))
         for shard in sorted(self._owned)[target:]:
             await self._leases.release(_lease(shard), self._member)
             self._owned.discard(shard)
         gained = False
+        acquiring_since = time.monotonic()
         for shard in range(self._settings.shards):
             # Acquiring is one call per shard: on a slow store, acquiring them all in one round
             # would outlast the TTL of those renewed above. The next round takes the rest.
-            if len(self._owned) >= target or time.monotonic() - valid_from > ttl / 4:
+            if len(self._owned) >= target or time.monotonic() - acquiring_since > ttl / 4:
                 break
             if shard not in self._owned and await self._leases.acquire(_lease(shard), self._member, ttl):
                 self._owned.add(shard)
                 gained = True
-        # Keep a margin for clock drift between this process and the store.
-        self._valid_until = valid_from + ttl * 0.8
         if gained:
             self._scan_requested = True  # a new shard may hold commits its previous owner never published
         RELAY_SHARDS_OWNED.set(len(self._owned))

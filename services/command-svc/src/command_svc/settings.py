@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import socket
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
@@ -12,16 +11,16 @@ from command_svc.write_store.dynamo_client import DynamoSettings
 from cqrs_shared.settings import AuthSettings, KafkaSettings, ObservabilitySettings, settings_config
 
 
-def _default_instance() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings):
     model_config = settings_config("COMMAND_SVC_")
 
     host: str = "0.0.0.0"  # noqa: S104  # a container's port is only reachable on all interfaces
     port: Annotated[int, Field(ge=1, le=65535)] = 8081
-    instance_id: str = Field(default_factory=_default_instance)
+    #: Who this replica is to the relay's leases. Default: host name and HTTP port, which a
+    #: restarted replica keeps (a pod's name, the port on a host), so it takes its own shards back
+    #: at once instead of waiting out the leases of its previous life; two live replicas never
+    #: share it, because they cannot share a host and a port.
+    instance_id: str = ""
 
     write_store: Annotated[
         Literal["mongodb", "dynamodb", "memory"],
@@ -92,9 +91,20 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
     #: process or the Lambda handler does it).
     event_publisher: Literal["outbox", "dynamodb-stream", "none"] = "outbox"
     relay_shards: Annotated[int, Field(ge=1, le=4096)] = 64
-    #: A crashed replica's shards wait this long for a new publisher (renewed every third of it).
-    relay_lease_ttl_seconds: Annotated[float, Field(gt=1)] = 4.0
+    #: A replica that died for good leaves its shards to others after this long (renewed every
+    #: third of it); a restarted one takes them back at once (see `instance_id`). Long enough that
+    #: a store slowed by load, or a pause of the process, does not cost the leases.
+    relay_lease_ttl_seconds: Annotated[float, Field(gt=1)] = 10.0
     relay_scan_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_instance(cls, data: Any) -> Any:
+        # Before validation, because the settings are frozen once built.
+        if isinstance(data, dict) and not data.get("instance_id"):
+            port = data.get("port", cls.model_fields["port"].default)
+            data = {**data, "instance_id": f"{socket.gethostname()}-{port}"}
+        return data
 
     @model_validator(mode="after")
     def _stream_needs_dynamodb(self) -> CommandServiceSettings:

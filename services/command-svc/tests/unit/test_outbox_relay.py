@@ -173,6 +173,11 @@ class FlakyLeases(MemoryLeaseStore):
             raise WriteStoreUnavailableError("unreachable")
         await super().heartbeat(member, ttl_seconds)
 
+    async def renew(self, names: Any, owner: str, ttl_seconds: float) -> set[str]:
+        if self.down:
+            raise WriteStoreUnavailableError("unreachable")
+        return await super().renew(names, owner, ttl_seconds)
+
 
 async def test_a_replica_that_cannot_renew_its_leases_stops_publishing_until_it_can() -> None:
     store, publisher, leases = MemoryWriteStore(), RecordingPublisher(), FlakyLeases()
@@ -295,3 +300,21 @@ async def test_new_commands_wait_while_the_relay_cannot_hold_its_leases() -> Non
         await eventually(lambda: relay.intake_paused() is None, timeout=3)
     finally:
         await relay.stop()
+
+
+async def test_a_replica_restarted_under_the_same_id_takes_its_shards_back_at_once() -> None:
+    store, leases = MemoryWriteStore(), MemoryLeaseStore()
+    settings = RelaySettings(shards=SHARDS, lease_ttl_seconds=60.0, scan_interval_seconds=0.05)
+    crashed = OutboxRelay(store, leases, RecordingPublisher(), member_id="host-8081", settings=settings)
+    await crashed.start()
+    for task in crashed._tasks:  # a SIGKILL: no release, the leases stay held for their 60 s
+        task.cancel()
+    publisher = RecordingPublisher()
+    restarted = OutboxRelay(store, leases, publisher, member_id="host-8081", settings=settings)
+    await restarted.start()
+    try:
+        assert restarted.owned_shards == frozenset(range(SHARDS))
+        await store_and_notify(store, restarted, make_commit("a", 1))
+        await eventually(lambda: publisher.versions("a") == [1])
+    finally:
+        await restarted.stop()
