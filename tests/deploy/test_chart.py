@@ -263,11 +263,16 @@ def test_the_plain_manifests_are_what_the_chart_renders() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_projections_value_drives_the_projector_the_setup_job_and_keda() -> None:
+def test_the_projections_value_drives_the_projector_the_query_service_the_setup_job_and_keda() -> None:
     documents = render([VARIANTS["keda"]], ["services.projector.projections={shop,products}"])
-    projector = of_kind(documents, "Deployment")["cqrs-projector-svc"]["spec"]["template"]["spec"]
-    env = {e["name"]: e.get("value") for e in projector["containers"][0]["env"]}
-    assert env["PROJECTOR_SVC_PROJECTIONS"] == "shop,products"
+    deployments = of_kind(documents, "Deployment")
+
+    def env_of(name: str) -> dict[str, str | None]:
+        spec = deployments[name]["spec"]["template"]["spec"]
+        return {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+
+    assert env_of("cqrs-projector-svc")["PROJECTOR_SVC_PROJECTIONS"] == "shop,products"
+    assert env_of("cqrs-query-svc")["QUERY_SVC_PROJECTIONS"] == "shop,products"
     assert of_kind(documents, "Job")["cqrs-setup"]["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "setup",
         "shop",

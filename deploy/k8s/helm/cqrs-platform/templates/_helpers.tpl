@@ -88,8 +88,11 @@ variable is one the service's settings read (tests/deploy checks this against th
 {{- include "cqrs.auroraEnv" . }}
 {{- end }}
 {{- if eq $key "projector" }}
-{{- $projections := $v.services.projector.projections }}
-- {name: PROJECTOR_SVC_PROJECTIONS, value: {{ join "," $projections | quote }}}
+- {name: PROJECTOR_SVC_PROJECTIONS, value: {{ join "," $v.services.projector.projections | quote }}}
+{{- end }}
+{{- if eq $key "query" }}
+{{- /* query-svc serves the read models the projector builds: one list for both. */}}
+- {name: QUERY_SVC_PROJECTIONS, value: {{ join "," $v.services.projector.projections | quote }}}
 {{- end }}
 {{- end -}}
 
