@@ -1,13 +1,13 @@
-"""`cqrs setup`: create every Kafka topic, once, before the services start.
+"""`cqrs setup`: create every Kafka topic and migrate every read model, once, before the services start.
 
 Deployments run it as one process per install or upgrade (the Helm chart's pre-install/pre-upgrade
 Job, compose's `setup` service), so partition counts and retention are decided there and never by
 whichever replica happens to start first or by a broker's auto-creation. The services create missing
 topics the same way at start-up (idempotently), so it is never required locally.
 
-Read-model migrations are not run here: projector-svc applies them at start-up inside one transaction
-under an advisory lock (one replica migrates, the others wait), and `projector_svc.operations` offers
-no public migration call for a tool to use.
+Read models are migrated the way projector-svc does it at start-up (one transaction under the
+projection's advisory lock), so an upgrade's schema change is applied by this one step before the new
+replicas start, and a start-up finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -35,9 +35,13 @@ async def _setup(views: list[str]) -> list[str]:
         replication_factor=settings.topic_replication_factor,
         configs=dict.fromkeys(history, RETAIN_FOREVER),
     )
-    return [
+    lines = [
         f"{name}: {'created' if name in created else 'exists'}" for name in topics.all_for(aggregate_types)
     ]
+    for view in views:
+        build = await operations.migrate(settings, view)
+        lines.append(f"read model {view}: build {build.number} active and migrated")
+    return lines
 
 
 def run(
@@ -48,7 +52,8 @@ def run(
         ),
     ] = None,
 ) -> None:
-    """Create the topics (partitions, replication, retention) the services and projections VIEW... use."""
+    """Create the topics (partitions, replication, retention) the services and projections VIEW... use,
+    and create or migrate each projection's read model."""
     chosen = views or list(ProjectorSettings().projections)
     for view in chosen:
         try:

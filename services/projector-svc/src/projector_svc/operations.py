@@ -19,7 +19,7 @@ from cqrs_shared.read_models import ProjectionDefinition
 from cqrs_shared.topics import TopicNames
 from projector_svc import parked
 from projector_svc import rebuild as rebuilds
-from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, list_builds
+from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, ensure_active_build, list_builds
 from projector_svc.declared import DeclaredProjection, projection_named
 from projector_svc.event_topics import end_offsets, read_all, record_counts
 from projector_svc.incoming import AggregateKey
@@ -130,6 +130,15 @@ async def status(settings: ProjectorSettings, projection: str) -> ProjectionStat
     )
     lags = [PartitionLag(t, p, at.get((t, p), 0), end) for (t, p), end in sorted(ends.items())]
     return ProjectionStatus(projection, builds, schema, lags, staleness, counts)
+
+
+async def migrate(settings: ProjectorSettings, projection: str) -> Build:
+    """Create the projection's first build or apply its pending migrations to the active one: what
+    projector-svc does at start-up (one transaction under the projection's advisory lock), for a
+    deployment step that runs before any replica (the Helm chart's setup Job). The active build."""
+    declared = projection_named(projection)
+    async with _connection(settings) as connection:
+        return await ensure_active_build(connection, declared)
 
 
 async def rebuild(
