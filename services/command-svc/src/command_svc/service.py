@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from typing import TYPE_CHECKING, TypeAlias
 
 from aiokafka.errors import KafkaError
 
@@ -19,14 +20,8 @@ from command_svc.registry import CommandRegistry
 from command_svc.results_publisher import ResultsPublisher
 from command_svc.settings import CommandServiceSettings
 from command_svc.store_watchdog import StoreWatchdog, WatchdogSettings
-from command_svc.stream_publishing.stream_publisher import (
-    NoEventPublisher,
-    StreamPublisher,
-    StreamPublisherSettings,
-)
 from command_svc.topic_consumer import ConsumerSettings, TopicConsumer
 from command_svc.topic_door import TopicDoor
-from command_svc.write_store.dynamo_store import DynamoWriteStore
 from command_svc.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.auth import TokenVerifier
@@ -35,10 +30,15 @@ from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import RETAIN_FOREVER, TopicNames, ensure_topics
 from cqrs_shared.write_store import LeaseStore, WriteStore, WriteStoreUnavailableError
 
+if TYPE_CHECKING:
+    from command_svc.stream_publishing.stream_publisher import NoEventPublisher, StreamPublisher
+    from command_svc.write_store.dynamo_store import DynamoWriteStore
+
+
 log = logging.getLogger(__name__)
 
 #: Who publishes stored events (`COMMAND_SVC_EVENT_PUBLISHER`); all offer the relay's lifecycle.
-EventRelay = OutboxRelay | StreamPublisher | NoEventPublisher
+EventRelay: TypeAlias = "OutboxRelay | StreamPublisher | NoEventPublisher"
 
 
 class CommandService:
@@ -163,6 +163,9 @@ class CommandService:
             return MemoryWriteStore(), MemoryLeaseStore()
         settings = self.settings
         if settings.write_store == "dynamodb":
+            # Imported here: botocore costs a second of start-up to every replica that never uses it.
+            from command_svc.write_store.dynamo_store import DynamoWriteStore
+
             self._dynamo = await DynamoWriteStore.open(settings.dynamo())
             return self._dynamo, self._dynamo.leases()
         self._mongo = await MongoWriteStore.open(
@@ -185,6 +188,13 @@ class CommandService:
 
     async def _stream_publisher(self) -> StreamPublisher | NoEventPublisher:
         """Publishing from the commits table's stream (in this process), or left to another one."""
+        # Imported here, like the DynamoDB store: botocore is start-up time the other stores never use.
+        from command_svc.stream_publishing.stream_publisher import (
+            NoEventPublisher,
+            StreamPublisher,
+            StreamPublisherSettings,
+        )
+
         if self.settings.event_publisher == "none" or self._dynamo is None:
             return NoEventPublisher()
         return StreamPublisher(

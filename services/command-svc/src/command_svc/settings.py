@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
-from command_svc.write_store.dynamo_client import DynamoSettings
+from command_svc.write_store.dynamo_settings import DynamoSettings
 from cqrs_shared.settings import AuthSettings, KafkaSettings, ObservabilitySettings, settings_config
 
 

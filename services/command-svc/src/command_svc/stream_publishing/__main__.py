@@ -17,7 +17,7 @@ from command_svc.settings import CommandServiceSettings
 from command_svc.stream_publishing.stream_publisher import StreamPublisher, StreamPublisherSettings
 from command_svc.write_store.dynamo_client import open_dynamodb_streams
 from command_svc.write_store.dynamo_store import DynamoWriteStore
-from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
+from cqrs_shared.kafka_io import KafkaEventPublisher, RenewingProducer, make_producer
 from cqrs_shared.logging_setup import configure_logging
 from cqrs_shared.topics import TopicNames
 
@@ -33,7 +33,11 @@ async def run(settings: CommandServiceSettings) -> None:
         store = await DynamoWriteStore.open(settings.dynamo())
         stack.push_async_callback(store.close)
         streams = await open_dynamodb_streams(settings.dynamo(), stack)
-        producer = make_producer(settings.kafka_bootstrap_servers, client_id=f"stream-{settings.instance_id}")
+        producer = RenewingProducer(
+            lambda: make_producer(
+                settings.kafka_bootstrap_servers, client_id=f"stream-{settings.instance_id}"
+            )
+        )
         await producer.start()
         stack.push_async_callback(producer.stop)
         publisher = StreamPublisher(

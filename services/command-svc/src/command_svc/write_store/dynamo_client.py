@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from command_svc.write_store.dynamo_settings import DynamoSettings as DynamoSettings
 from cqrs_shared.write_store.port import CommitTooLargeError, WriteStoreUnavailableError
 
 if TYPE_CHECKING:
@@ -25,18 +25,6 @@ if TYPE_CHECKING:
 
 #: Errors that say the request itself is wrong: retrying will not fix them, so they stay loud.
 _REQUEST_ERRORS = frozenset({"ValidationException", "SerializationException", "UnrecognizedClientException"})
-
-
-@dataclass(frozen=True, slots=True)
-class DynamoSettings:
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    table_prefix: str = "cqrs-"
-    retry_mode: Literal["standard", "adaptive"] = "standard"
-    #: Attempts per call, the first included (botocore's `total_max_attempts`).
-    max_attempts: int = 4
-    timeout_seconds: float = 5.0
-    max_pool_connections: int = 32
 
 
 def _config(settings: DynamoSettings) -> AioConfig:
