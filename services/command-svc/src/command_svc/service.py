@@ -233,6 +233,7 @@ class CommandService:
                 max_poll_interval_ms=settings.topic_max_poll_interval_ms,
                 rebalance_timeout_ms=settings.topic_rebalance_timeout_ms,
                 liveness_seconds=settings.topic_liveness_seconds,
+                group_instance_id=settings.instance_id,
             ),
             self.liveness,
         )
