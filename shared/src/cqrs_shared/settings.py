@@ -9,6 +9,7 @@ from files in `CQRS_SECRETS_DIR` (a mounted Kubernetes secret: one file per sett
 from __future__ import annotations
 
 import os
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +32,19 @@ def settings_config(prefix: str) -> SettingsConfigDict:
         populate_by_name=True,
         frozen=True,
     )
+
+
+def with_default_instance_id(data: Any, default_port: int) -> Any:
+    """Settings input with `instance_id` defaulted to `<host name>-<port>` (a `mode="before"` step).
+
+    Who a replica is to its leases and to Kafka's group coordinator (static membership). A restarted
+    replica keeps it (a pod's name survives a container restart; a port on a host is taken by one
+    process at a time), so it takes its own shards and partitions back at once instead of waiting
+    for its previous life's leases or session to expire; two live replicas never share it.
+    """
+    if isinstance(data, dict) and not data.get("instance_id"):
+        data = {**data, "instance_id": f"{socket.gethostname()}-{data.get('port', default_port)}"}
+    return data
 
 
 class KafkaSettings(BaseSettings):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 
 from command_svc.write_store.dynamo_settings import DynamoSettings
-from cqrs_shared.settings import AuthSettings, KafkaSettings, ObservabilitySettings, settings_config
+from cqrs_shared.settings import (
+    AuthSettings,
+    KafkaSettings,
+    ObservabilitySettings,
+    settings_config,
+    with_default_instance_id,
+)
 
 
 class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings):
@@ -16,10 +21,8 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
 
     host: str = "0.0.0.0"  # noqa: S104  # a container's port is only reachable on all interfaces
     port: Annotated[int, Field(ge=1, le=65535)] = 8081
-    #: Who this replica is to the relay's leases. Default: host name and HTTP port, which a
-    #: restarted replica keeps (a pod's name, the port on a host), so it takes its own shards back
-    #: at once instead of waiting out the leases of its previous life; two live replicas never
-    #: share it, because they cannot share a host and a port.
+    #: Who this replica is to the relay's leases and the topic door's consumer group (static
+    #: membership); default host name and port, see `with_default_instance_id`.
     instance_id: str = ""
 
     write_store: Annotated[
@@ -100,11 +103,7 @@ class CommandServiceSettings(KafkaSettings, AuthSettings, ObservabilitySettings)
     @model_validator(mode="before")
     @classmethod
     def _default_instance(cls, data: Any) -> Any:
-        # Before validation, because the settings are frozen once built.
-        if isinstance(data, dict) and not data.get("instance_id"):
-            port = data.get("port", cls.model_fields["port"].default)
-            data = {**data, "instance_id": f"{socket.gethostname()}-{port}"}
-        return data
+        return with_default_instance_id(data, cls.model_fields["port"].default)
 
     @model_validator(mode="after")
     def _stream_needs_dynamodb(self) -> CommandServiceSettings:

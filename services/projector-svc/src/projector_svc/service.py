@@ -80,6 +80,8 @@ class _Lane:
             isolation_level="read_committed",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.session_timeout_ms // 3,
+            # Static membership: restarted under the same id, it takes its partitions back at once.
+            group_instance_id=f"{settings.instance_id}.{name}",
         )
         sink = DeadLetterSink(producer, topics.events_dlq, projection=name)
         self.runtime = ProjectorRuntime(

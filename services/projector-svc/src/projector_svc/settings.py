@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 
 from cqrs_shared.postgres_connect import PostgresConnectSettings
 from cqrs_shared.read_models.definitions import ProjectionNames
-from cqrs_shared.settings import KafkaSettings, ObservabilitySettings, settings_config
+from cqrs_shared.settings import (
+    KafkaSettings,
+    ObservabilitySettings,
+    settings_config,
+    with_default_instance_id,
+)
 
 
 class ProjectorSettings(KafkaSettings, ObservabilitySettings, PostgresConnectSettings):
@@ -16,6 +21,9 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings, PostgresConnectSet
 
     host: str = "0.0.0.0"  # noqa: S104  # a container's port is only reachable on all interfaces
     port: Annotated[int, Field(ge=1, le=65535)] = 8082
+    #: Who this replica is to Kafka's group coordinator (static membership, one member per
+    #: projection): a restarted replica takes its partitions back at once. Default host name and port.
+    instance_id: str = ""
     database_url: Annotated[
         SecretStr, Field(validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     ] = SecretStr("postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
@@ -36,6 +44,11 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings, PostgresConnectSet
     #: The projections this process runs (`PROJECTOR_SVC_PROJECTIONS=shop,products`), each defined
     #: in `cqrs_shared.read_models.<name>`; each has its own consumer group, builds and checkpoints.
     projections: ProjectionNames = ("shop",)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_instance(cls, data: Any) -> Any:
+        return with_default_instance_id(data, cls.model_fields["port"].default)
 
     def group_id_for(self, projection: str) -> str:
         """The Kafka consumer group of one projection: prefixed like the topics, so tenants and tests
