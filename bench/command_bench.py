@@ -124,20 +124,14 @@ def metric(text: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
-async def command_service(n: int, per_aggregate: int) -> dict[str, float]:
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    topics = TopicNames(prefix)
-    env = {
-        **os.environ,
-        "CQRS_TOPIC_PREFIX": prefix,
-        "MONGODB_DATABASE": f"bench_{uuid.uuid4().hex[:8]}",
-        "CQRS_AUTH_MODE": "jwt",
-        "JWT_SECRET": E2E_SECRET,
-        "LOG_LEVEL": "WARNING",
-    }
+async def drive_command_service(
+    env: dict[str, str], topics: TopicNames, n: int, per_aggregate: int, log_name: str
+) -> tuple[int, float, float, str]:
+    """Start command-svc with `env`, produce `n` commands onto its topic door with a bench token and
+    wait for every outcome: (commands sent, total seconds, drain seconds, its /metrics text)."""
     port = free_port()
-    env["COMMAND_SVC_PORT"] = str(port)
-    log_path = Path(tempfile.gettempdir()) / f"command-bench-{port}.log"
+    env = {**env, "COMMAND_SVC_PORT": str(port)}
+    log_path = Path(tempfile.gettempdir()) / f"{log_name}-{port}.log"
     service = ServiceProcess("command_svc", port, env, log_path)
     service.start().wait_ready()
     try:
@@ -157,13 +151,29 @@ async def command_service(n: int, per_aggregate: int) -> dict[str, float]:
             metrics = (await client.get(f"{service.url}/metrics")).text
     finally:
         service.stop()
+    return len(commands), total, elapsed, metrics
+
+
+async def command_service(n: int, per_aggregate: int) -> dict[str, float]:
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    env = {
+        **os.environ,
+        "CQRS_TOPIC_PREFIX": prefix,
+        "MONGODB_DATABASE": f"bench_{uuid.uuid4().hex[:8]}",
+        "CQRS_AUTH_MODE": "jwt",
+        "JWT_SECRET": E2E_SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
+    sent, total, elapsed, metrics = await drive_command_service(
+        env, TopicNames(prefix), n, per_aggregate, "command-bench"
+    )
     handled = metric(metrics, 'cqrs_command_seconds_sum{door="topic"}')
     in_store = metric(metrics, "cqrs_command_store_seconds_sum")
     return {
-        "commands_per_s": len(commands) / total,
+        "commands_per_s": sent / total,
         "drain_s": elapsed,
         "store_share": in_store / handled if handled else 0.0,
-        "mean_handle_ms": 1000 * handled / len(commands),
+        "mean_handle_ms": 1000 * handled / sent,
     }
 
 

@@ -18,18 +18,15 @@ import asyncio
 import contextlib
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.command_bench import consume_count, make_commands, produce
+from bench.command_bench import drive_command_service
 from command_svc.write_store.dynamo_client import DynamoSettings, open_dynamodb
 from command_svc.write_store.dynamo_tables import TableNames, create_tables, delete_tables
-from cqrs_shared.auth import mint_token
-from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
+from cqrs_shared.testing.service_processes import E2E_SECRET
 from cqrs_shared.topics import TopicNames
 
 if TYPE_CHECKING:
@@ -89,8 +86,6 @@ async def raw_transactions(n: int, concurrency: int) -> float:
 async def command_service(n: int, per_aggregate: int) -> float:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     table_prefix = f"cmdbench{uuid.uuid4().hex[:6]}-"
-    topics = TopicNames(prefix)
-    port = free_port()
     env = {
         **os.environ,
         "CQRS_TOPIC_PREFIX": prefix,
@@ -100,28 +95,12 @@ async def command_service(n: int, per_aggregate: int) -> float:
         "CQRS_AUTH_MODE": "jwt",
         "JWT_SECRET": E2E_SECRET,
         "LOG_LEVEL": "WARNING",
-        "COMMAND_SVC_PORT": str(port),
     }
     async with fresh_tables(table_prefix):
-        service = ServiceProcess(
-            "command_svc", port, env, Path(tempfile.gettempdir()) / f"dynamo-bench-{port}.log"
+        sent, total, _drain, _metrics = await drive_command_service(
+            env, TopicNames(prefix), n, per_aggregate, "dynamo-bench"
         )
-        service.start().wait_ready()
-        try:
-            token = "Bearer " + mint_token(
-                E2E_SECRET, subject="bench", roles=["customers:write"], issuer=ISSUER, audience=AUDIENCE
-            )
-            commands = make_commands(n, per_aggregate)
-            started = time.perf_counter()
-            await produce(
-                topics.commands,
-                [(c["aggregate_id"].encode(), json.dumps(c).encode()) for c in commands],
-                [("authorization", token.encode())],
-            )
-            await consume_count(topics.command_results, len(commands))
-            return len(commands) / (time.perf_counter() - started)
-        finally:
-            service.stop()
+    return sent / total
 
 
 async def main() -> None:
