@@ -52,7 +52,9 @@ class Observed:
 
 async def read_topic(bootstrap: str, topic: str, *, within: float = 120.0) -> list[Any]:
     """Every record on `topic` now, in partition order (empty when the topic does not exist)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         partitions = await partitions_of(bootstrap, [topic])

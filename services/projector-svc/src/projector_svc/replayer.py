@@ -66,6 +66,7 @@ class Replayer:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=None,
+            auto_offset_reset="earliest",  # the whole history, also for a reset nobody asked for
             enable_auto_commit=False,
             isolation_level="read_committed",
         )

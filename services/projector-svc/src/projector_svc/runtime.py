@@ -149,12 +149,15 @@ class ProjectorRuntime:
             if self._schema is None:
                 raise RuntimeError(f"{self.projection.name} has no active build")
             stored = await positions.stored_offsets(connection, self._schema)
+        unstored = [tp for tp in partitions if (tp.topic, tp.partition) not in stored]
+        # Explicit offsets and a synchronous `seek`, never `seek_to_beginning`: that one only
+        # requests a reset, and a reset the fetcher had in flight for the fresh assignment (with
+        # the consumer's own `auto_offset_reset`) can land after it and win, so a partition of a
+        # new build would silently start at its end (seen in rebuilds under CPU load).
+        beginnings = await self._consumer.beginning_offsets(unstored) if unstored else {}
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
+            self._consumer.seek(tp, beginnings[tp] if offset is None else offset)
         if self._seek_epoch == epoch:  # else a seek was required meanwhile, maybe of other partitions
             self._needs_seek = False
         self._seek_epoch += 1

@@ -160,3 +160,41 @@ async def test_two_replicas_briefly_owning_one_partition_apply_its_batch_once(
     # The later batch waited for the earlier one's partition row, then skipped what it committed:
     # not even the undecodable records, which no version guards, were dead-lettered twice.
     assert sorted(letter.origin.offset for letter in sink.letters) == [0, 1, 2, 3, 4]
+
+
+async def test_a_new_build_starts_every_partition_at_the_beginning_despite_a_slow_default_reset(
+    settings: ProjectorSettings,
+    feed: EventFeed,
+    build_pool: asyncpg.Pool[asyncpg.Record],
+) -> None:
+    """A freshly assigned consumer with no position resets itself with its own policy ('latest'
+    by default). When that reset is still in flight as the runtime positions a partition the build
+    has no offset for, the runtime's choice must win, or the build silently skips the partition's
+    history (a rebuild under load once swapped in a copy missing a third of its customers)."""
+    await feed.send(ShopHistory(seed=22).take(200))
+    topic = feed.topics.events("customer")
+    ends = await end_offsets(feed.bootstrap, [topic])
+    partitions = [TopicPartition(t, p) for t, p in ends if ends[(t, p)] > 0]
+    consumer = AIOKafkaConsumer(bootstrap_servers=feed.bootstrap, group_id=None, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        fetcher = consumer._fetcher  # the one place the in-flight reset can be slowed
+        request_offsets = fetcher._proc_offset_request
+        slowed: list[object] = []
+
+        async def slow_offset_request(node_id: int, topic_data: object) -> object:
+            slowed.append(topic_data)
+            await asyncio.sleep(0.5)
+            return await request_offsets(node_id, topic_data)
+
+        fetcher._proc_offset_request = slow_offset_request
+        sink = MemoryDeadLetters()
+        runtime = ProjectorRuntime(ShopProjection(), build_pool, consumer, sink, schema="shop_b1")
+        consumer.assign(partitions)
+        await asyncio.sleep(0.1)  # the fetcher's own 'latest' reset is now on its way
+        await runtime.seek_to_stored(partitions)
+        await asyncio.sleep(1.0)  # and has landed
+        assert slowed, "the fetcher never reset on its own, so this test proved nothing"
+        assert {tp: await consumer.position(tp) for tp in partitions} == dict.fromkeys(partitions, 0)
+    finally:
+        await consumer.stop()
