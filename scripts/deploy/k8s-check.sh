@@ -78,7 +78,8 @@ done
 kubectl get --raw /readyz >/dev/null 2>&1 || { tail -20 "$work/apiserver.log" >&2; die "kube-apiserver not ready after 60 s"; }
 log "API server ready; installing the stand-in CRDs (deploy/k8s/check-crds) and the namespaces"
 kubectl apply -f deploy/k8s/check-crds/ >/dev/null
-kubectl wait --for condition=Established --timeout 60s crd/scaledobjects.keda.sh crd/servicemonitors.monitoring.coreos.com >/dev/null
+kubectl wait --for condition=Established --timeout 60s crd/scaledobjects.keda.sh crd/servicemonitors.monitoring.coreos.com \
+  crd/prometheusrules.monitoring.coreos.com >/dev/null
 kubectl create namespace "$NAMESPACE" >/dev/null
 kubectl create namespace cqrs-dev >/dev/null
 
@@ -128,6 +129,11 @@ awk '/^kind: Deployment$/ {deployment = 1} deployment && !done && /^  selector:$
      skip > 0 {skip--; next} {print}' "$work/default.yaml" \
   >"$work/missing-selector.yaml"
 refuse "broken: a Deployment without its required selector" "$work/missing-selector.yaml" "spec.selector: Required value"
+# A PrometheusRule whose first rule with a `for` waits "5 minutes" (Prometheus durations are 5m): the
+# stand-in CRD's pattern refuses it, as the operator's CRD does; promtool is the authority on the rest.
+sed '0,/^        for: .*$/s//        for: 5 minutes/' "$work/keda.yaml" >"$work/bad-rule.yaml"
+grep -q '^        for: 5 minutes$' "$work/bad-rule.yaml" || die "bad-rule.yaml: no rule with a 'for' to break"
+refuse "broken: a PrometheusRule duration" "$work/bad-rule.yaml" "spec.groups[0].rules[0].for"
 
 # Upgrades: the defaults installed for real (objects stored; no controllers run here), then every
 # variant applied over them, as `helm upgrade` would. The setup Job is deleted first, as its hook

@@ -33,4 +33,4 @@ def test_every_variant_passes_the_server_side_dry_run_and_broken_manifests_are_r
     refused = [line for line in log.splitlines() if " refused: " in line]
     # The defaults, the ci/ variants and the dev overlay; then each variant as an upgrade of the defaults.
     assert len(accepted) >= 12, log
-    assert len(refused) == 5, log
+    assert len(refused) == 6, log
