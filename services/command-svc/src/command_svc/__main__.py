@@ -18,6 +18,10 @@ def main() -> None:
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=20,
+        # Pinned: the workspace installs uvloop and httptools for query-svc, and uvicorn's "auto"
+        # would switch this service to them untested (its pipeline is measured on asyncio + h11).
+        loop="asyncio",
+        http="h11",
     )
 
 

@@ -12,7 +12,16 @@ from projector_svc.settings import ProjectorSettings
 def main() -> None:
     settings = ProjectorSettings()
     configure_logging("projector-svc", settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    # Pinned: the workspace installs uvloop and httptools for query-svc, and uvicorn's "auto" would
+    # switch the projector's runtime to them untested (its figures are measured on asyncio + h11).
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        loop="asyncio",
+        http="h11",
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,16 @@ from query_svc.settings import QuerySettings
 def main() -> None:
     settings = QuerySettings()
     configure_logging("query-svc", settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    # uvloop and httptools: the profile of a point read spent about half its CPU in asyncio's
+    # selector transport and h11's pure-Python parser (bench/README.md, query path).
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        loop="uvloop",
+        http="httptools",
+    )
 
 
 if __name__ == "__main__":

@@ -65,6 +65,17 @@ async def _init_connection(connection: asyncpg.Connection[asyncpg.Record]) -> No
         await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(_connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """The pool's reset on release: nothing beyond asyncpg's own rollback of an open transaction.
+
+    asyncpg's default reset is a round trip per release (`pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`), 9 % of a read's CPU in the profile. Reader sessions never take advisory
+    locks, open cursors outside a transaction, LISTEN (the listener has its own connection) or SET
+    anything after connect, so there is nothing to reset, and the connect-time settings
+    (read-only, statement timeout) are exactly what must survive.
+    """
+
+
 async def create_reader_pool(
     dsn: str,
     *,
@@ -81,6 +92,7 @@ async def create_reader_pool(
         min_size=min(min_size, max_size),
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         timeout=_CONNECT_TIMEOUT,
         command_timeout=statement_timeout_ms / 1000 + _STATEMENT_GRACE,
         server_settings={
