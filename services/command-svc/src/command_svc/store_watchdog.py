@@ -5,9 +5,12 @@ longer carry operations (half-open connections after a network fault, a pool lef
 operations cancelled mid-flight), while the server itself answers everyone else. Nothing inside
 the process heals that, and every door and the relay would stall behind it.
 
-Every `interval_seconds` the watchdog looks at when an operation last succeeded through the main
-client: a client under load whose operations complete, however slowly, is not stuck (and a ping
-would only queue behind that work). Otherwise it pings through the main client, and if that fails,
+Every `interval_seconds` the watchdog looks at how the main client's operations went since its
+previous round: a client whose operations complete, however slowly, is not stuck (and a ping
+would only queue behind that work). A client that completed something but failed at least as
+often is not trusted on that evidence: after a long stall one was seen completing an operation
+now and then while nearly every checkout timed out, for eleven minutes. Otherwise the watchdog
+pings through the main client, and if that fails,
 through the store's separate probe client: when the probe fails too, the store itself is down (an
 outage, shown by readiness; replacing clients would not help). When only the main client fails,
 the client is replaced at once; if the main client still fails while the server answers for
@@ -36,6 +39,10 @@ WEDGE = "write_store_client"
 class ReplaceableClient(Protocol):
     def seconds_since_progress(self) -> float:
         """Seconds since an operation last succeeded through the client that serves the commands."""
+
+    def take_outcomes(self) -> tuple[int, int]:
+        """Operations (succeeded, failed) through the client that serves the commands since the
+        previous call."""
 
     async def ping(self) -> None:
         """Round trip through the client that serves the commands."""
@@ -90,7 +97,9 @@ class StoreWatchdog:
 
     async def check(self) -> Verdict:
         """One round: ping, and on failure tell an outage from a broken client and act on it."""
-        if self._store.seconds_since_progress() < self._settings.interval_seconds:
+        succeeded, failed = self._store.take_outcomes()
+        mostly_failing = failed > 0 and failed >= succeeded
+        if not mostly_failing and self._store.seconds_since_progress() < self._settings.interval_seconds:
             self._healthy()
             return Verdict.HEALTHY
         if await self._answers(self._store.ping()):

@@ -17,9 +17,14 @@ class FakeClient:
         self.reconnects = 0
         self.cured_by_reconnect = False
         self.progress_age = 60.0  # nothing succeeded recently unless a test says so
+        self.outcomes = (0, 0)  # operations (succeeded, failed) since the previous round
 
     def seconds_since_progress(self) -> float:
         return self.progress_age
+
+    def take_outcomes(self) -> tuple[int, int]:
+        outcomes, self.outcomes = self.outcomes, (0, 0)
+        return outcomes
 
     async def _behave(self, how: str) -> None:
         if how == "fail":
@@ -66,6 +71,38 @@ async def test_a_busy_client_whose_operations_complete_is_not_pinged_or_replaced
     client.progress_age = 0.2
     dog, liveness = watchdog(client, clock)
     assert await dog.check() is Verdict.HEALTHY
+    assert client.reconnects == 0 and liveness.problems() == {}
+
+
+async def test_a_busy_client_with_a_few_failures_among_its_completions_is_not_pinged() -> None:
+    client, clock = FakeClient(), Clock()
+    client.main = "hang"
+    client.progress_age, client.outcomes = 0.2, (40, 3)
+    dog, liveness = watchdog(client, clock)
+    assert await dog.check() is Verdict.HEALTHY
+    assert client.reconnects == 0 and liveness.problems() == {}
+
+
+async def test_a_client_that_mostly_fails_is_replaced_although_it_completed_something_lately() -> None:
+    client, clock = FakeClient(), Clock()
+    client.main = "hang"  # its checkouts time out; an operation gets through now and then
+    client.cured_by_reconnect = True
+    client.progress_age, client.outcomes = 0.2, (2, 115)
+    dog, liveness = watchdog(client, clock)
+    assert await dog.check() is Verdict.CLIENT_REPLACED
+    assert client.reconnects == 1
+    client.progress_age, client.outcomes = 0.1, (300, 0)
+    assert await dog.check() is Verdict.HEALTHY
+    assert liveness.problems() == {}
+
+
+async def test_a_mostly_failing_client_during_a_store_outage_is_left_to_readiness() -> None:
+    client, clock = FakeClient(), Clock()
+    client.main = client.server = "fail"
+    for _ in range(3):
+        client.progress_age, client.outcomes = 0.5, (1, 50)
+        dog, liveness = watchdog(client, clock)
+        assert await dog.check() is Verdict.STORE_DOWN
     assert client.reconnects == 0 and liveness.problems() == {}
 
 

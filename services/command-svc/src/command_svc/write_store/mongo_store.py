@@ -33,19 +33,64 @@ from cqrs_shared.write_store.port import (
 Document = dict[str, Any]
 
 
-class _Progress(monitoring.CommandListener):
-    """When a command last succeeded on a client: a busy client that completes work is not stuck."""
+class _Progress(monitoring.CommandListener, monitoring.ConnectionPoolListener):
+    """How a client is doing: when a command last succeeded (a busy client that completes work is
+    not stuck), and how many operations succeeded or failed since the watchdog last asked. A
+    client can be mostly stuck and still complete an operation now and then (seen after a long
+    stall: nearly every checkout timed out on a pool whose connections never came back, while
+    the server answered everyone else), so recent success alone does not prove it healthy."""
 
     def __init__(self) -> None:
         self.last_success = time.monotonic()
+        self._succeeded = 0
+        self._failed = 0
+
+    def take_outcomes(self) -> tuple[int, int]:
+        outcomes, self._succeeded, self._failed = (self._succeeded, self._failed), 0, 0
+        return outcomes
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         pass
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         self.last_success = time.monotonic()
+        self._succeeded += 1
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._failed += 1
+
+    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None:
+        # A checkout that timed out or found the pool paused: the operation never reached the server.
+        self._failed += 1
+
+    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None:
+        pass
+
+    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None:
+        pass
+
+    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None:
+        pass
+
+    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None:
+        pass
+
+    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
+        pass
+
+    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None:
+        pass
+
+    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None:
+        pass
+
+    def connection_check_out_started(self, event: monitoring.ConnectionCheckOutStartedEvent) -> None:
+        pass
+
+    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
+        pass
+
+    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
         pass
 
 
@@ -195,11 +240,18 @@ class MongoWriteStore:
         clients are not counted: they answer while the main client may be stuck)."""
         return time.monotonic() - self._progress.last_success
 
+    def take_outcomes(self) -> tuple[int, int]:
+        """Operations (succeeded, failed) through the main client since the previous call."""
+        return self._progress.take_outcomes()
+
     async def probe(self) -> None:
-        """Ping through the probe client: is the server answering, whatever this process's pool does?"""
+        """A read through the probe client: is the store answering, whatever this process's pool does?
+
+        A lookup by `_id`, not a `ping`: FerretDB answers a ping without its PostgreSQL backend,
+        and an outage of the backend must count as the store being down, not the client broken."""
         client = self._probe_client or self._client
         try:
-            await client[self._db.name].command("ping")
+            await client[self._db.name]["commits"].find_one({"_id": "probe"}, projection={"_id": 1})
         except PyMongoError as exc:
             raise WriteStoreUnavailableError(str(exc)) from exc
 
