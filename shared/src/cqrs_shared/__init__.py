@@ -25,6 +25,7 @@ __all__ = [
     "settings",
     "testing",
     "topics",
+    "tracing",
     "upcasting",
     "write_store",
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -18,6 +19,8 @@ from pydantic import BaseModel
 
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.topics import TopicNames
+from cqrs_shared.tracing import producer_spans
+from cqrs_shared.write_store.port import Commit
 
 Headers = list[tuple[str, bytes]]
 
@@ -47,9 +50,19 @@ class KafkaRecord(Protocol):
 DLQ_ERROR_LIMIT = 4000
 
 
+def flow_ids(
+    correlation_id: str | None, causation_id: str | None, trace_id: str | None
+) -> list[tuple[str, str]]:
+    """The ids that tie a dead letter to its flow, as `dead_letter_headers` extras (the known ones):
+    `dlq.correlation_id`, `dlq.causation_id`, `dlq.trace_id`."""
+    given = {"correlation_id": correlation_id, "causation_id": causation_id, "trace_id": trace_id}
+    return [(name, value) for name, value in given.items() if value]
+
+
 def dead_letter_headers(record: KafkaRecord, reason: str, error: str, *extra: tuple[str, str]) -> Headers:
     """The record's own headers plus the `dlq.*` ones every dead letter here carries: the reason,
-    the error, the source coordinates, and any `extra` (name, value) pairs as `dlq.<name>`."""
+    the error, the source coordinates, and any `extra` (name, value) pairs as `dlq.<name>`
+    (`flow_ids` gives the correlation, causation and trace ids that way)."""
     return [
         *list(record.headers or ()),
         ("dlq.reason", reason.encode()),
@@ -222,11 +235,15 @@ def to_json(message: BaseModel) -> bytes:
     return message.model_dump_json().encode()
 
 
-def event_headers(event: EventEnvelope) -> Headers:
+def event_headers(event: EventEnvelope, trace: Sequence[tuple[str, bytes]] = ()) -> Headers:
+    """An event record's headers: type, schema version, the flow's ids and, when traced, the W3C
+    `traceparent` of its publish span (tools read the trace id there)."""
     return [
         ("event_type", event.type.encode()),
         ("schema_version", str(event.schema_version).encode()),
         ("correlation_id", event.correlation_id.encode()),
+        ("causation_id", event.causation_id.encode()),
+        *trace,
     ]
 
 
@@ -237,7 +254,11 @@ class KafkaEventPublisher:
         self._producer = producer
         self._topics = topics
 
-    async def publish(self, events: Sequence[EventEnvelope]) -> None:
+    async def publish(
+        self, events: Sequence[EventEnvelope], *, trace_headers: Mapping[uuid.UUID, Headers] | None = None
+    ) -> None:
+        """Publish in order and await every acknowledgement; `trace_headers` per event id, if traced."""
+        traces = trace_headers or {}
         await send_all(
             self._producer,
             [
@@ -245,8 +266,35 @@ class KafkaEventPublisher:
                     self._topics.events(event.aggregate_type),
                     event.aggregate_id.encode(),
                     to_json(event),
-                    event_headers(event),
+                    event_headers(event, traces.get(event.event_id, ())),
                 )
                 for event in events
             ],
+        )
+
+
+class EventPublisher(Protocol):
+    async def publish(
+        self, events: Sequence[EventEnvelope], *, trace_headers: Mapping[uuid.UUID, Headers] | None = None
+    ) -> None:
+        """Publish all events, keeping their order per aggregate; return once all are acknowledged.
+
+        `trace_headers` (event id -> W3C headers) travel with the events when tracing is on."""
+
+
+async def publish_commits(publisher: EventPublisher, commits: Sequence[Commit]) -> None:
+    """Publish the commits' events, each commit under a publish span continuing the trace stored
+    with it (`Commit.trace_context`): a republish after a crash joins the same trace."""
+    sends = [(f"publish {commit.aggregate_type} events", commit.trace_context) for commit in commits]
+    with producer_spans(
+        sends, {"messaging.system": "kafka", "messaging.operation.type": "publish"}
+    ) as traced:
+        trace_headers = {
+            event.event_id: headers
+            for commit, headers in zip(commits, traced, strict=True)
+            if headers
+            for event in commit.events
+        }
+        await publisher.publish(
+            [event for commit in commits for event in commit.events], trace_headers=trace_headers or None
         )

@@ -1,14 +1,47 @@
-"""Structured logging: one JSON object per line on stderr, so any log shipper can parse it."""
+"""Structured logging: one JSON object per line on stderr, so any log shipper can parse it.
+
+Every line names the message flow it belongs to where that is known: `correlation_id`,
+`causation_id` and `trace_id`, bound for the work of one command or one batch (`bind_ids`), the
+trace id otherwise taken from the current span. Fields a call passes in `extra` win.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from cqrs_shared.tracing import current_trace_id
+
 _STANDARD = set(vars(logging.makeLogRecord({})))
+#: The ids of the flow the current task works for; a task inherits its creator's.
+_BOUND: ContextVar[dict[str, str]] = ContextVar("cqrs_log_ids", default={})  # noqa: B039 (never mutated)
+
+
+@contextmanager
+def bind_ids(
+    *, correlation_id: str | None = None, causation_id: str | None = None, trace_id: str | None = None
+) -> Iterator[None]:
+    """Name the flow in every log line of the block (and of tasks it starts); None values are left out."""
+    given = {"correlation_id": correlation_id, "causation_id": causation_id, "trace_id": trace_id}
+    token = _BOUND.set({**_BOUND.get(), **{k: v for k, v in given.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
+
+def bound_ids() -> dict[str, str]:
+    """The ids `bind_ids` bound for the current task, with the current span's trace id if none was."""
+    ids = dict(_BOUND.get())
+    if "trace_id" not in ids and (trace_id := current_trace_id()) is not None:
+        ids["trace_id"] = trace_id
+    return ids
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,6 +56,7 @@ class JsonFormatter(logging.Formatter):
             "service": self._service,
             "logger": record.name,
             "msg": record.getMessage(),
+            **bound_ids(),
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:

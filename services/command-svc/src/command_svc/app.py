@@ -18,6 +18,7 @@ from command_svc.service import CommandService
 from command_svc.settings import CommandServiceSettings
 from cqrs_shared.problems import install_problem_handlers, problem_response
 from cqrs_shared.service_http import operations_router, service_lifespan
+from cqrs_shared.tracing import instrument_http
 from cqrs_shared.write_store import WriteStoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def create_app(
     }
     app.include_router(operations_router(checks, liveness=service.liveness))
     app.state.service = service
+    instrument_http(app)
     return app
 
 

@@ -21,8 +21,10 @@ from command_svc.metrics import COMMAND_SECONDS, COMMANDS
 from command_svc.pipeline import CommandPipeline
 from command_svc.results_publisher import ResultsPublisher
 from cqrs_shared.envelopes import CommandEnvelope
+from cqrs_shared.logging_setup import bind_ids
 from cqrs_shared.problems import Problem, ProblemError, problem_response
 from cqrs_shared.results import Accepted, Rejected
+from cqrs_shared.tracing import TRACEPARENT, trace_id_of
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,12 @@ def command_router(
     async def send_command(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> Accepted | JSONResponse:
+        # The FastAPI instrumentation (when tracing is on) already made the request's span the
+        # current one; the caller's trace id names the log lines either way.
+        with bind_ids(trace_id=trace_id_of(request.headers.get(TRACEPARENT))):
+            return await _send(request, authorization)
+
+    async def _send(request: Request, authorization: str | None) -> Accepted | JSONResponse:
         started = time.perf_counter()
         body = await _read_limited(request, max_command_bytes)
         pipeline, results = components()

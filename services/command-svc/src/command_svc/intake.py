@@ -61,6 +61,25 @@ def decode(raw: bytes | Mapping[str, Any]) -> Mapping[str, Any] | DeadLetter:
     return raw
 
 
+def flow_of(raw: bytes | None) -> tuple[str | None, str | None]:
+    """The correlation and causation ids a refused record names, as far as it can be read (for its
+    dead letter): the correlation defaults to the command id, as for a valid command."""
+    try:
+        decoded = json.loads(raw or b"")
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None, None
+    if not isinstance(decoded, Mapping):
+        return None, None
+    metadata = decoded.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    correlation = metadata.get("correlation_id") or decoded.get("command_id")
+    causation = metadata.get("causation_id")
+    return (
+        str(correlation)[:128] if correlation is not None else None,
+        str(causation)[:128] if causation is not None else None,
+    )
+
+
 def reject(
     envelope: CommandEnvelope, code: RejectionCode, message: str, errors: list[FieldError] | None = None
 ) -> Rejected:

@@ -24,23 +24,19 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from command_svc.metrics import RELAY_PUBLISHED, RELAY_SHARDS_OWNED, observe_outbox_scan
-from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.kafka_io import EventPublisher, publish_commits
 from cqrs_shared.liveness import Heartbeat, LivenessMonitor
 from cqrs_shared.write_store import Commit, LeaseStore, WriteStore, WriteStoreUnavailableError
 
 log = logging.getLogger(__name__)
 
+__all__ = ["EventPublisher", "OutboxRelay", "RelaySettings"]
+
 
 def _lease(shard: int) -> str:
     return f"relay-shard-{shard}"
-
-
-class EventPublisher(Protocol):
-    async def publish(self, events: Sequence[EventEnvelope]) -> None:
-        """Publish all events, keeping their order per aggregate; return once all are acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +288,7 @@ class OutboxRelay:
                 upto[stream] = known
         if not ordered:
             return 0
-        await self._publisher.publish([event for commit in ordered for event in commit.events])
+        await publish_commits(self._publisher, ordered)
         for commit in ordered:
             self._remember(commit)
         RELAY_PUBLISHED.inc(sum(len(c.events) for c in ordered))

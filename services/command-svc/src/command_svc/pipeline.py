@@ -24,7 +24,9 @@ from command_svc.registry import CommandRegistry, CommandRoute
 from cqrs_shared.auth import AuthError, TokenVerifier
 from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.envelopes import CommandEnvelope, EventEnvelope, utc_now
+from cqrs_shared.logging_setup import bind_ids
 from cqrs_shared.results import Accepted, CommandResult, FieldError, Rejected, RejectionCode
+from cqrs_shared.tracing import current_carrier, span
 from cqrs_shared.write_store import (
     Commit,
     CommitTooLargeError,
@@ -85,6 +87,21 @@ class CommandPipeline:
             envelope = CommandEnvelope.model_validate(decoded)
         except ValidationError as exc:
             return invalid(decoded, "the command envelope is invalid", field_errors(exc))
+        with (
+            bind_ids(correlation_id=envelope.correlation_id, causation_id=envelope.metadata.causation_id),
+            span(
+                f"handle {envelope.type}",
+                attributes={
+                    "cqrs.command_id": str(envelope.command_id),
+                    "cqrs.command_type": envelope.type,
+                    "cqrs.aggregate_id": envelope.aggregate_id,
+                    "cqrs.correlation_id": envelope.correlation_id,
+                },
+            ),
+        ):
+            return await self._handle_envelope(envelope, authorization)
+
+    async def _handle_envelope(self, envelope: CommandEnvelope, authorization: str | None) -> CommandResult:
         route = self._registry.route(envelope.type)
         if route is None:
             return reject(
@@ -117,12 +134,14 @@ class CommandPipeline:
         # two). Only a decision that stores nothing has to ask.
         aggregate = route.aggregate
         fresh = False
+        # The command's span, stored with the commit: the relay's publish continues from it.
+        trace_context = current_carrier()
         for _attempt in range(self._max_attempts):
             head, cached = await self._head(aggregate.aggregate_type, envelope.aggregate_id, fresh=fresh)
             version = head.version if head else 0
-            decision = self._decide(
-                envelope, aggregate, payload, head, await self._related(aggregate, payload)
-            )
+            related = await self._related(aggregate, payload)
+            with span("decide"):
+                decision = self._decide(envelope, aggregate, payload, head, related, trace_context)
             if isinstance(decision, Accepted):
                 # Decided that nothing changes, so nothing is stored and nothing collides: a repeat
                 # must be recognised here, or it would be answered with today's version.
@@ -142,7 +161,8 @@ class CommandPipeline:
                     IDEMPOTENT_REPEATS.inc()
                 return stored
             try:
-                await self._timed(self._store.append(decision))
+                with span("store commit", attributes={"cqrs.commit_id": decision.commit_id}):
+                    await self._timed(self._store.append(decision))
             except DuplicateCommandError as exc:
                 IDEMPOTENT_REPEATS.inc()
                 return exc.existing
@@ -171,6 +191,7 @@ class CommandPipeline:
         payload: BaseModel,
         head: Commit | None,
         related: dict[tuple[str, str], Any],
+        trace_context: dict[str, str] | None = None,
     ) -> Commit | Rejected | Accepted:
         """The pure part: a commit to store, or the rejection to record."""
         version = head.version if head else 0
@@ -194,7 +215,9 @@ class CommandPipeline:
             )
         if not events:
             return self._unchanged(envelope, aggregate.aggregate_type, head)
-        return self._commit(envelope, aggregate, version, aggregate.fold(state, events), events)
+        return self._commit(
+            envelope, aggregate, version, aggregate.fold(state, events), events, trace_context
+        )
 
     @staticmethod
     def _unchanged(
@@ -249,6 +272,7 @@ class CommandPipeline:
         base_version: int,
         state: BaseModel | None,
         payloads: Any,
+        trace_context: dict[str, str] | None = None,
     ) -> Commit:
         now = utc_now()
         events = [
@@ -280,6 +304,7 @@ class CommandPipeline:
             state=state.model_dump(mode="json") if state is not None else {},
             committed_at=now,
             shard=shard_of(aggregate.aggregate_type, envelope.aggregate_id, self._relay_shards),
+            trace_context=trace_context,
         )
 
     async def _record(self, envelope: CommandEnvelope, code: RejectionCode, message: str) -> CommandResult:

@@ -27,13 +27,16 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 
 from command_svc.intake import DeadLetter, outcome_label
 from command_svc.metrics import COMMAND_SECONDS, COMMANDS
 from command_svc.pipeline import CommandPipeline
 from command_svc.results_publisher import ResultsPublisher
 from cqrs_shared.kafka_io import KafkaRecord
+from cqrs_shared.logging_setup import bind_ids
 from cqrs_shared.results import CommandResult
+from cqrs_shared.tracing import context_from_headers, span, trace_id_in_headers
 from cqrs_shared.write_store import WriteStoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -204,6 +207,26 @@ class TopicDoor:
             return DeadLetter("handler_error", f"{type(exc).__name__}: {exc}")
 
     async def _handle(self, record: Record) -> asyncio.Future[object]:
+        # The record's `traceparent` (if any) parents the command's span; its trace id names the
+        # log lines even when tracing is off here.
+        with (
+            bind_ids(trace_id=trace_id_in_headers(record.headers)),
+            span(
+                f"{record.topic} process",
+                kind=SpanKind.CONSUMER,
+                parent=context_from_headers(record.headers),
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": record.topic,
+                    "messaging.destination.partition.id": str(record.partition),
+                    "messaging.kafka.offset": record.offset,
+                },
+            ),
+        ):
+            return await self._handle_in_span(record)
+
+    async def _handle_in_span(self, record: Record) -> asyncio.Future[object]:
         started = time.perf_counter()
         value = record.value or b""
         outcome: CommandResult | DeadLetter

@@ -7,7 +7,8 @@ checkpoints and the store are the real DynamoDB ones on moto.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from command_svc.stream_publishing.stream_publisher import SHARD_END, StreamPublisher, StreamPublisherSettings
 from command_svc.write_store.dynamo_items import commit_item
 from cqrs_shared.envelopes import EventEnvelope
+from cqrs_shared.kafka_io import Headers
 from cqrs_shared.testing.write_store_contract import make_commit
 
 from .dynamo_fixtures import private_tables
@@ -65,7 +67,9 @@ class _Recorder:
         self.versions: list[int] = []
         self.last_published = asyncio.Event()
 
-    async def publish(self, events: Sequence[EventEnvelope]) -> None:
+    async def publish(
+        self, events: Sequence[EventEnvelope], *, trace_headers: Mapping[uuid.UUID, Headers] | None = None
+    ) -> None:
         self.versions.extend(e.version for e in events)
         if 5 in self.versions:
             self.last_published.set()
@@ -138,7 +142,9 @@ class _AggregateRecorder:
         self.total = total
         self.all_done = all_done
 
-    async def publish(self, events: Sequence[EventEnvelope]) -> None:
+    async def publish(
+        self, events: Sequence[EventEnvelope], *, trace_headers: Mapping[uuid.UUID, Headers] | None = None
+    ) -> None:
         for event in events:
             self.by_aggregate.setdefault(event.aggregate_id, []).append(event.version)
         self.total[0] += len(events)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ import pytest
 from command_svc.outbox_relay import OutboxRelay, RelaySettings
 from command_svc.write_store.memory_store import MemoryLeaseStore, MemoryWriteStore
 from cqrs_shared.envelopes import EventEnvelope, utc_now
+from cqrs_shared.kafka_io import Headers
 from cqrs_shared.write_store import Commit, WriteStoreUnavailableError, shard_of
 
 SHARDS = 8
@@ -23,7 +24,9 @@ class RecordingPublisher:
         self.published: list[EventEnvelope] = []
         self.failures = failures
 
-    async def publish(self, events: Sequence[EventEnvelope]) -> None:
+    async def publish(
+        self, events: Sequence[EventEnvelope], *, trace_headers: Mapping[uuid.UUID, Headers] | None = None
+    ) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("kafka is down")

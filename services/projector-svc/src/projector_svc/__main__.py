@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from cqrs_shared.logging_setup import configure_logging
+from cqrs_shared.tracing import configure_tracing, shutdown_tracing
 from projector_svc.app import create_app
 from projector_svc.settings import ProjectorSettings
 
@@ -12,6 +13,12 @@ from projector_svc.settings import ProjectorSettings
 def main() -> None:
     settings = ProjectorSettings()
     configure_logging("projector-svc", settings.log_level, settings.log_format)
+    if configure_tracing("projector-svc"):
+        # Before the pool exists: the instrumentation wraps asyncpg's connection class.
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+        # The instrumentation's constructor carries no annotations.
+        AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     # Pinned: the workspace installs uvloop and httptools for query-svc, and uvicorn's "auto" would
     # switch the projector's runtime to them untested (its figures are measured on asyncio + h11).
     uvicorn.run(
@@ -22,6 +29,7 @@ def main() -> None:
         loop="asyncio",
         http="h11",
     )
+    shutdown_tracing()
 
 
 if __name__ == "__main__":

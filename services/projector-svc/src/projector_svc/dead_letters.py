@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from cqrs_shared.kafka_io import Headers, RecordSender, dead_letter_headers, send_all
+from cqrs_shared.kafka_io import Headers, RecordSender, dead_letter_headers, flow_ids, send_all
+from cqrs_shared.tracing import trace_id_in_headers
 from projector_svc.incoming import Incoming, Origin
 
 #: Dead-letter reasons.
@@ -57,13 +58,19 @@ class DeadLetterSink:
 
     def headers(self, letter: DeadLetter, build: str) -> Headers:
         extra = [("projection", self._projection), ("build", build)]
+        # An undecodable record still names its flow in the headers its publisher wrote.
+        own = dict(letter.origin.headers)
+        correlation_id = own["correlation_id"].decode(errors="replace") if "correlation_id" in own else None
+        causation_id = own["causation_id"].decode(errors="replace") if "causation_id" in own else None
         if letter.event is not None:
             event = letter.event.event
+            correlation_id, causation_id = event.correlation_id, event.causation_id
             extra += [
                 ("aggregate_type", event.aggregate_type),
                 ("aggregate_id", event.aggregate_id),
                 ("version", str(event.version)),
             ]
+        extra += flow_ids(correlation_id, causation_id, trace_id_in_headers(letter.origin.headers))
         return dead_letter_headers(letter.origin, letter.reason, letter.error, *extra)
 
     async def send(self, letters: Sequence[DeadLetter], *, build: str) -> None:

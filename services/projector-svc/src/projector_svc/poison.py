@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from cqrs_shared.logging_setup import bind_ids
+from cqrs_shared.tracing import trace_id_in_headers
 from projector_svc.incoming import AggregateKey, Incoming
 from projector_svc.pg import Connection
 from projector_svc.projection import Projection
@@ -111,11 +113,17 @@ class PoisonIsolator:
             if is_transient(exc):
                 raise
             if len(groups) == 1:
-                log.warning(
-                    "aggregate %s was refused (%s); trying its events one by one",
-                    groups[0][0].key,
-                    _describe(exc),
-                )
+                refused = groups[0][0]
+                with bind_ids(
+                    correlation_id=refused.event.correlation_id,
+                    causation_id=refused.event.causation_id,
+                    trace_id=trace_id_in_headers(refused.origin.headers),
+                ):
+                    log.warning(
+                        "aggregate %s was refused (%s); trying its events one by one",
+                        refused.key,
+                        _describe(exc),
+                    )
                 return await self._apply_one_by_one(connection, groups[0])
             middle = len(groups) // 2
             first = await self._apply_groups(connection, groups[:middle])

@@ -29,12 +29,14 @@ from typing import TypeVar
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 
 from cqrs_shared.envelopes import utc_now
 from cqrs_shared.kafka_io import KafkaRecord
 from cqrs_shared.liveness import Heartbeat
 from cqrs_shared.pg_failover import acquire
 from cqrs_shared.topics import TopicNames
+from cqrs_shared.tracing import links_from, span
 from projector_svc import positions
 from projector_svc.batch import BatchApplier, Outcome
 from projector_svc.dead_letters import DeadLetters
@@ -206,7 +208,24 @@ class ProjectorRuntime:
         return len(records)
 
     async def process(self, records: Sequence[KafkaRecord]) -> Outcome:
-        """Apply one fetched batch and store its offsets, in one transaction."""
+        """Apply one fetched batch and store its offsets, in one transaction.
+
+        Traced as one span per batch, linked to each event's publish span: a batch continues many
+        traces at once, so it has links where a single message would have a parent."""
+        with span(
+            f"{self.projection.name} process",
+            kind=SpanKind.CONSUMER,
+            links=links_from(r.headers for r in records),
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.batch.message_count": len(records),
+                "cqrs.projection": self.projection.name,
+            },
+        ):
+            return await self._process(records)
+
+    async def _process(self, records: Sequence[KafkaRecord]) -> Outcome:
         events, undecodable = decode(records)
         offsets = self._offset_rows(records)
         firsts: dict[PartitionKey, int] = {}

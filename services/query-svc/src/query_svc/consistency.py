@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cqrs_shared.consistency import ConsistencyToken
+from cqrs_shared.tracing import span
 from query_svc.database import Reader
 from query_svc.declarations import Projection
 from query_svc.hub import ChangeHub
@@ -57,7 +58,15 @@ class ConsistencyWaiter:
 
     async def wait(self, projection: Projection, token: ConsistencyToken, bound: float) -> WaitResult:
         """Return once `token` is applied or `bound` seconds have passed, whichever is first."""
-        result = await self._wait(projection, token, bound)
+        attributes = {
+            "cqrs.projection": projection.name,
+            "cqrs.aggregate_type": token.aggregate_type,
+            "cqrs.aggregate_id": token.aggregate_id,
+            "cqrs.version": token.version,
+        }
+        with span("wait for consistency token", attributes=attributes) as waiting:
+            result = await self._wait(projection, token, bound)
+            waiting.set_attribute("cqrs.wait.outcome", result.outcome)
         TOKEN_WAITS.labels(result.outcome).inc()
         TOKEN_WAIT_SECONDS.observe(result.seconds)
         return result

@@ -51,6 +51,10 @@ class Commit(BaseModel):
     committed_at: datetime
     shard: int
     published: bool = False
+    #: The W3C trace context (`traceparent`, `tracestate`) of the command that made this commit, so
+    #: that publishing it, in this process or in another after a crash, continues that trace. None
+    #: when tracing was off.
+    trace_context: dict[str, str] | None = None
 
     @property
     def commit_id(self) -> str:

@@ -20,6 +20,7 @@ from command_svc.write_store.dynamo_store import DynamoWriteStore
 from cqrs_shared.kafka_io import KafkaEventPublisher, RenewingProducer, make_producer
 from cqrs_shared.logging_setup import configure_logging
 from cqrs_shared.topics import TopicNames
+from cqrs_shared.tracing import configure_tracing, shutdown_tracing
 
 log = logging.getLogger("command_svc.stream_publishing")
 
@@ -57,7 +58,11 @@ async def run(settings: CommandServiceSettings) -> None:
 def main() -> None:
     settings = CommandServiceSettings()
     configure_logging("stream-publisher", settings.log_level, settings.log_format)
-    asyncio.run(run(settings))
+    configure_tracing("stream-publisher")
+    try:
+        asyncio.run(run(settings))
+    finally:
+        shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from aiokafka.helpers import create_ssl_context
 from pydantic import AliasChoices, Field
 
 from cqrs_shared.dynamo_stream import UndecodableRecordError, commit_of_record, sequence_number
-from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer
+from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer, publish_commits
 from cqrs_shared.settings import KafkaSettings, settings_config
 from cqrs_shared.topics import TopicNames
 
@@ -58,7 +58,7 @@ class StreamBatchPublisher:
                 commit = commit_of_record(record)
                 if commit is not None:
                     async with asyncio.timeout(self._timeout):
-                        await self._events.publish(commit.events)
+                        await publish_commits(self._events, [commit])
             except UndecodableRecordError:
                 log.exception("poison stream record, reported for retry")
                 return _failure(record)

@@ -37,6 +37,7 @@ from command_svc.write_store.dynamo_client import error_code
 from command_svc.write_store.dynamo_leases import DynamoLeaseStore
 from command_svc.write_store.dynamo_store import DynamoWriteStore
 from cqrs_shared.dynamo_stream import UndecodableRecordError, commit_of_record, sequence_number
+from cqrs_shared.kafka_io import publish_commits
 from cqrs_shared.liveness import Heartbeat, LivenessMonitor
 from cqrs_shared.write_store import Commit, WriteStoreUnavailableError
 
@@ -287,7 +288,7 @@ class StreamPublisher:
         if readable:
             if not self._leases_valid():
                 raise WriteStoreUnavailableError("shard lease not renewed in time; not publishing")
-            await self._publisher.publish([e for c in commits for e in c.events])
+            await publish_commits(self._publisher, commits)
             with contextlib.suppress(WriteStoreUnavailableError):
                 await self._store.mark_published(commits)  # advisory, for a switch back to the relay
             await self._leases.save_checkpoint(_lease(shard_id), sequence_number(records[readable - 1]))
