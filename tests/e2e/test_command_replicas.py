@@ -60,7 +60,7 @@ async def test_two_replicas_share_the_work_and_keep_each_aggregate_in_order(
                 sum(
                     float(line.split()[-1])
                     for line in metrics.splitlines()
-                    if line.startswith("cqrs_relay_shards_owned")
+                    if line.startswith("cqrs_command_relay_shards_owned")
                 )
             )
     assert sum(owned) == 64

@@ -69,8 +69,8 @@ def test_promtool_refuses_a_rule_that_does_not_parse(promtool: str, tmp_path: Pa
 def test_a_rule_that_no_longer_does_its_job_fails_its_unit_test(promtool: str, tmp_path: Path) -> None:
     """Valid PromQL, wrong threshold: only the unit tests can tell, and they do."""
     broken = RULES.read_text().replace(
-        "expr: cqrs_outbox_oldest_unpublished_age_seconds > 60",
-        "expr: cqrs_outbox_oldest_unpublished_age_seconds > 600",
+        "expr: cqrs_command_outbox_oldest_unpublished_age_seconds > 60",
+        "expr: cqrs_command_outbox_oldest_unpublished_age_seconds > 600",
     )
     assert broken != RULES.read_text()
     directory = _copy_rules(tmp_path, broken)
@@ -129,12 +129,12 @@ def test_the_dashboard_shows_the_whole_path_on_one_screen() -> None:
     assert [r.split(" ")[0] for r in rows[1:4]] == ["Command", "Projection", "Query"]
     used = {name for expr in _dashboard_exprs(dashboard["panels"]) for name in metrics_in(expr)}
     for needed in (
-        "cqrs_commands_total",
-        "cqrs_outbox_oldest_unpublished_age_seconds",
+        "cqrs_command_handled_total",
+        "cqrs_command_outbox_oldest_unpublished_age_seconds",
         "cqrs_projector_staleness_seconds_bucket",
         "cqrs_projector_lag_records",
-        "query_token_waits_total",
-        "query_http_request_seconds_bucket",
+        "cqrs_query_token_waits_total",
+        "cqrs_query_http_request_seconds_bucket",
     ):
         assert needed in used, needed
     ids = [p["id"] for p in dashboard["panels"]]

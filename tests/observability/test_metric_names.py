@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from tests.observability.metric_names import declared_metrics, metrics_in
+from tests.observability.metric_names import ROOT, declared_metrics, metrics_in
 
 #: Units a histogram may measure in (base units, as Prometheus recommends).
 UNITS = ("_seconds", "_bytes")
@@ -36,3 +37,25 @@ def test_metric_names_are_found_in_promql() -> None:
         " and on (job) b_total offset 5m or vector(0) unless c"
     )
     assert metrics_in(expr) == {"a_seconds_bucket", "b_total", "c"}
+
+
+def _prefix_of(path: Path) -> str:
+    """`cqrs_<service>_` for a service's source (`services/query-svc/...` -> `cqrs_query_`), `cqrs_`
+    for the shared library's process-wide metrics."""
+    relative = path.relative_to(ROOT)
+    if relative.parts[0] == "services":
+        return f"cqrs_{relative.parts[1].removesuffix('-svc')}_"
+    return "cqrs_"
+
+
+def test_every_service_names_its_metrics_under_its_own_prefix() -> None:
+    """One prefix per service, so a dashboard query `{__name__=~"cqrs_query_.*"}` finds all of
+    query-svc's figures and no two services can claim the same name."""
+    services = {_prefix_of(m.path) for m in declared_metrics()} - {"cqrs_"}
+    assert services == {"cqrs_command_", "cqrs_projector_", "cqrs_query_"}
+    wrong = [
+        f"{m.name} ({m.path.relative_to(ROOT)})"
+        for m in declared_metrics()
+        if not m.name.startswith(_prefix_of(m.path))
+    ]
+    assert wrong == []

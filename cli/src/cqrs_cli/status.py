@@ -21,7 +21,9 @@ from projector_svc import operations
 from projector_svc.operations import ProjectionStatus
 from projector_svc.settings import ProjectorSettings
 
-_BACKLOG = re.compile(r"^cqrs_relay_unpublished_commits(?:\{[^}]*\})?\s+([0-9.eE+-]+)$", re.MULTILINE)
+_BACKLOG = re.compile(
+    r"^cqrs_command_outbox_unpublished_commits(?:\{[^}]*\})?\s+([0-9.eE+-]+)$", re.MULTILINE
+)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from cqrs_shared.envelopes import utc_now
 from cqrs_shared.write_store import Commit
 
-COMMANDS = Counter("cqrs_commands_total", "Commands handled, by door and outcome", ["door", "outcome"])
+COMMANDS = Counter("cqrs_command_handled_total", "Commands handled, by door and outcome", ["door", "outcome"])
 COMMAND_SECONDS = Histogram("cqrs_command_seconds", "Time to handle one command, by door", ["door"])
 STORE_SECONDS = Histogram(
     "cqrs_command_store_seconds",
@@ -22,16 +22,16 @@ STORE_SECONDS = Histogram(
 )
 DEAD_LETTERS = Counter("cqrs_command_dead_letters_total", "Records sent to the commands DLQ", ["reason"])
 PRODUCER_RENEWALS = Counter(
-    "cqrs_kafka_producer_renewals_total", "Kafka producers replaced after a failed delivery"
+    "cqrs_command_kafka_producer_renewals_total", "Kafka producers replaced after a failed delivery"
 )
-RELAY_PUBLISHED = Counter("cqrs_relay_events_published_total", "Events published by the outbox relay")
+RELAY_PUBLISHED = Counter("cqrs_command_relay_events_published_total", "Events published by the outbox relay")
 RELAY_LAG = Gauge(
-    "cqrs_relay_unpublished_commits",
+    "cqrs_command_outbox_unpublished_commits",
     "Outbox backlog: stored, unpublished commits of this replica's shards found by the last recovery "
     "scan (a scan reads at most one relay batch, so the figure is capped at the batch size)",
 )
 OUTBOX_OLDEST_AGE = Gauge(
-    "cqrs_outbox_oldest_unpublished_age_seconds",
+    "cqrs_command_outbox_oldest_unpublished_age_seconds",
     "Age of the oldest stored, unpublished commit the last recovery scan found (0: none)",
 )
 CONFLICTS_RETRIED = Counter(
@@ -52,4 +52,4 @@ def observe_outbox_scan(pending: Sequence[Commit], now: datetime | None = None) 
     OUTBOX_OLDEST_AGE.set(max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
 
 
-RELAY_SHARDS_OWNED = Gauge("cqrs_relay_shards_owned", "Relay shards this replica holds a lease on")
+RELAY_SHARDS_OWNED = Gauge("cqrs_command_relay_shards_owned", "Relay shards this replica holds a lease on")

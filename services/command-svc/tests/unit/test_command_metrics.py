@@ -20,8 +20,8 @@ def test_an_outbox_scan_sets_the_backlog_and_its_oldest_age() -> None:
     old = make_commit("a-1", 1).model_copy(update={"committed_at": now - timedelta(seconds=42)})
     young = make_commit("a-2", 1).model_copy(update={"committed_at": now - timedelta(seconds=3)})
     observe_outbox_scan([young, old], now)
-    assert sample("cqrs_relay_unpublished_commits") == 2
-    assert sample("cqrs_outbox_oldest_unpublished_age_seconds") == 42
+    assert sample("cqrs_command_outbox_unpublished_commits") == 2
+    assert sample("cqrs_command_outbox_oldest_unpublished_age_seconds") == 42
     observe_outbox_scan([], now)
-    assert sample("cqrs_relay_unpublished_commits") == 0
-    assert sample("cqrs_outbox_oldest_unpublished_age_seconds") == 0
+    assert sample("cqrs_command_outbox_unpublished_commits") == 0
+    assert sample("cqrs_command_outbox_oldest_unpublished_age_seconds") == 0

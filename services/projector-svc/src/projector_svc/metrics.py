@@ -1,4 +1,9 @@
-"""Prometheus metrics of the projector."""
+"""Prometheus metrics of the projector.
+
+Counters and histograms move as batches are applied; the gauges of lag, view staleness and parked
+events are also refreshed on a timer (`progress_gauges`), so a consumer that receives nothing
+still shows how far behind it is.
+"""
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -21,6 +26,17 @@ RETRIES = Counter(
 )
 LAG = Gauge(
     "cqrs_projector_lag_records",
-    "Records behind the high watermark, per partition",
+    "Records behind the end of the partition (last stable offset), per owned partition",
     ["projection", "topic", "partition"],
+)
+VIEW_STALENESS = Gauge(
+    "cqrs_projector_view_staleness_seconds",
+    "Age of the newest event a view shows while its projection is behind (0: caught up), per view",
+    ["projection", "view"],
+)
+PARKED = Gauge(
+    "cqrs_projector_parked_events",
+    "Events parked in the active build (waiting for a version gap to close, or refused), per "
+    "projection; every replica reports the whole build's count (aggregate with max)",
+    ["projection"],
 )

@@ -249,6 +249,11 @@ class ProjectorRuntime:
         started = time.perf_counter()
         outcome = await self._transact(work)
         BATCH_SECONDS.labels(self.projection.name).observe(time.perf_counter() - started)
+        # Only once committed: a batch stuck in its transaction has not caught anything up.
+        for row in offsets:
+            LAG.labels(self.projection.name, row.topic, str(row.partition)).set(
+                max(0, row.high_watermark - row.next_offset)
+            )
         self._account(outcome)
         self.applied_batches += 1
         return outcome
@@ -310,7 +315,6 @@ class ProjectorRuntime:
         rows = []
         for (topic, partition), record in sorted(last.items()):
             high = self._consumer.highwater(TopicPartition(topic, partition)) or record.offset + 1
-            LAG.labels(self.projection.name, topic, str(partition)).set(max(0, high - record.offset - 1))
             rows.append(OffsetRow(topic, partition, record.offset + 1, high, record.timestamp / 1000))
         return rows
 

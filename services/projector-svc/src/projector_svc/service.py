@@ -21,6 +21,7 @@ from projector_svc.dead_letters import DeadLetterSink
 from projector_svc.declared import projection_named
 from projector_svc.event_topics import ensure_kept_forever
 from projector_svc.pg import pool_for
+from projector_svc.progress_gauges import ProgressGauges
 from projector_svc.projection import Projection
 from projector_svc.runtime import ProjectorRuntime, RuntimeSettings
 from projector_svc.settings import ProjectorSettings
@@ -59,6 +60,7 @@ class _Lane:
         self.runtime: ProjectorRuntime | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task[None] | None = None
+        self.gauges_task: asyncio.Task[None] | None = None
 
     async def start(
         self,
@@ -94,13 +96,19 @@ class _Lane:
         await self.consumer.start()
         beat = liveness.heartbeat(f"projector-{name}", settings.liveness_seconds)
         self.task = asyncio.create_task(self.runtime.run(beat), name=f"projector-{name}")
+        gauges = ProgressGauges(name, self.projection.tables, pool, self.consumer)
+        runtime = self.runtime
+        self.gauges_task = asyncio.create_task(
+            gauges.run(settings.metrics_interval_seconds, lambda: runtime.schema), name=f"gauges-{name}"
+        )
 
     async def stop(self) -> None:
-        task, self.task = self.task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self.gauges_task, self.task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.gauges_task = self.task = None
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
             await consumer.stop()

@@ -41,6 +41,9 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings, PostgresConnectSet
     gap_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     #: Seconds between rounds of gap expiry, replay requests and advisory Kafka commits.
     maintenance_interval_seconds: Annotated[float, Field(gt=0)] = 1.0
+    #: Seconds between refreshes of the lag, view staleness and parked-events gauges (from Kafka's
+    #: end offsets and the stored positions, so an idle or stuck consumer still shows its lag).
+    metrics_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
     #: The projections this process runs (`PROJECTOR_SVC_PROJECTIONS=shop,products`), each defined
     #: in `cqrs_shared.read_models.<name>`; each has its own consumer group, builds and checkpoints.
     projections: ProjectionNames = ("shop",)

@@ -13,32 +13,38 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
-    "query_http_requests_total", "HTTP requests answered, by route template", ["route", "method", "status"]
+    "cqrs_query_http_requests_total",
+    "HTTP requests answered, by route template",
+    ["route", "method", "status"],
 )
 LATENCY = Histogram(
-    "query_http_request_seconds",
+    "cqrs_query_http_request_seconds",
     "Time from request to response start, by route template",
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 TOKEN_WAITS = Counter(
-    "query_token_waits_total",
+    "cqrs_query_token_waits_total",
     "Reads carrying a consistency token, by outcome (immediate, woken, timeout)",
     ["outcome"],
 )
 TOKEN_WAIT_SECONDS = Histogram(
-    "query_token_wait_seconds",
+    "cqrs_query_token_wait_seconds",
     "Time spent waiting for the projector to reach a consistency token",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )
-SSE_SUBSCRIBERS = Gauge("query_sse_subscribers", "Open Server-Sent Events streams, by view", ["view"])
+SSE_SUBSCRIBERS = Gauge("cqrs_query_sse_subscribers", "Open Server-Sent Events streams, by view", ["view"])
 SSE_DROPPED = Counter(
-    "query_sse_dropped_total", "Streams closed because the client was too slow, by reason", ["view", "reason"]
+    "cqrs_query_sse_dropped_total",
+    "Streams closed because the client was too slow, by reason",
+    ["view", "reason"],
 )
-NOTIFICATIONS = Counter("query_notifications_total", "Projector notifications received, by kind", ["kind"])
-LISTENER_CONNECTED = Gauge("query_listener_connected", "1 while the shared LISTEN connection is up")
+NOTIFICATIONS = Counter(
+    "cqrs_query_notifications_total", "Projector notifications received, by kind", ["kind"]
+)
+LISTENER_CONNECTED = Gauge("cqrs_query_listener_connected", "1 while the shared LISTEN connection is up")
 LISTENER_RECONNECTS = Counter(
-    "query_listener_reconnects_total", "Times the LISTEN connection was re-established"
+    "cqrs_query_listener_reconnects_total", "Times the LISTEN connection was re-established"
 )
 
 

@@ -30,7 +30,7 @@ Row = dict[str, Any]
 
 
 def _waits(outcome: str) -> float:
-    return REGISTRY.get_sample_value("query_token_waits_total", {"outcome": outcome}) or 0.0
+    return REGISTRY.get_sample_value("cqrs_query_token_waits_total", {"outcome": outcome}) or 0.0
 
 
 @pytest.fixture
@@ -197,7 +197,7 @@ async def test_the_listener_reconnects_after_losing_its_connection_and_waiters_s
 ) -> None:
     listener: ProjectionListener = app.state.components["listener"]
     old_pid = listener.backend_pid
-    reconnects = REGISTRY.get_sample_value("query_listener_reconnects_total") or 0.0
+    reconnects = REGISTRY.get_sample_value("cqrs_query_listener_reconnects_total") or 0.0
     assert await admin.fetchval("SELECT pg_terminate_backend($1)", old_pid)
     token = ConsistencyToken("customer", "c-1", 2).encode()
     # The notify may well be sent while the listener is down: the resync after LISTEN covers it.
@@ -208,4 +208,4 @@ async def test_the_listener_reconnects_after_losing_its_connection_and_waiters_s
     assert response.headers["x-read-model-stale"] == "false"
     await wait_until(lambda: listener.backend_pid not in (None, old_pid))
     assert listener.connected.is_set()
-    assert (REGISTRY.get_sample_value("query_listener_reconnects_total") or 0.0) == reconnects + 1
+    assert (REGISTRY.get_sample_value("cqrs_query_listener_reconnects_total") or 0.0) == reconnects + 1

@@ -190,8 +190,12 @@ async def test_openapi_has_a_schema_per_view_and_docs_and_metrics_are_served(
     assert spec["components"]["schemas"]["Order"]["additionalProperties"] is False
     assert docs.status_code == 200
     assert docs.headers["content-type"].startswith("text/html")
-    assert 'query_http_requests_total{method="GET",route="/v1/orders/{item_id}",status="404"}' in metrics
-    for family in ("query_http_request_seconds_bucket", "query_token_waits_total", "query_sse_subscribers"):
+    assert 'cqrs_query_http_requests_total{method="GET",route="/v1/orders/{item_id}",status="404"}' in metrics
+    for family in (
+        "cqrs_query_http_request_seconds_bucket",
+        "cqrs_query_token_waits_total",
+        "cqrs_query_sse_subscribers",
+    ):
         assert family in metrics
 
 

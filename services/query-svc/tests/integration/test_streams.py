@@ -166,7 +166,7 @@ async def test_a_stream_counts_as_a_subscriber_until_the_client_leaves(
     hub: ChangeHub = app.state.components["hub"]
 
     def subscribers() -> float:
-        return REGISTRY.get_sample_value("query_sse_subscribers", {"view": "customers"}) or 0.0
+        return REGISTRY.get_sample_value("cqrs_query_sse_subscribers", {"view": "customers"}) or 0.0
 
     before = subscribers()
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:

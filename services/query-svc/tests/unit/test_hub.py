@@ -94,7 +94,7 @@ def test_streams_get_their_own_changes_and_those_of_views_they_join() -> None:
 
 def test_other_projections_and_malformed_payloads_are_ignored() -> None:
     hub = ChangeHub([SHOP])
-    before = REGISTRY.get_sample_value("query_notifications_total", {"kind": "malformed"}) or 0.0
+    before = REGISTRY.get_sample_value("cqrs_query_notifications_total", {"kind": "malformed"}) or 0.0
     with hub.watch("shop", "customer", "c-1", 1) as waiter:
         hub.dispatch(
             json.dumps({"projection": "billing", "schema": "b", "changes": [["customer", "c-1", 5]]})
@@ -103,7 +103,7 @@ def test_other_projections_and_malformed_payloads_are_ignored() -> None:
             hub.dispatch(bad)
         assert not waiter.event.is_set()
     assert (
-        REGISTRY.get_sample_value("query_notifications_total", {"kind": "malformed"}) or 0.0
+        REGISTRY.get_sample_value("cqrs_query_notifications_total", {"kind": "malformed"}) or 0.0
     ) == before + 4
     assert decode(payload(("order", "o-1", True))) is not None  # booleans are no versions: skipped
 

@@ -51,9 +51,9 @@ def dropped(reason: str | None = "send_timeout") -> float:
     return sum(
         sample.value
         for metric in REGISTRY.collect()
-        if metric.name == "query_sse_dropped"
+        if metric.name == "cqrs_query_sse_dropped"
         for sample in metric.samples
-        if sample.name == "query_sse_dropped_total"
+        if sample.name == "cqrs_query_sse_dropped_total"
         and sample.labels["view"] == "orders"
         and reason in (None, sample.labels["reason"])
     )
