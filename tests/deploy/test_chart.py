@@ -72,10 +72,10 @@ def test_every_variable_set_is_one_the_service_reads_and_ports_agree(variant: st
         assert services[name]["spec"]["ports"][0]["port"] == port
     for job in of_kind(documents, "Job").values():
         (container,) = job["spec"]["template"]["spec"]["containers"]
-        # `cqrs setup` reads the projector's settings, and needs only Kafka's.
+        # `cqrs setup` reads the projector's settings: Kafka's, and the writer DSN (it migrates read models).
         names = {e["name"] for e in container["env"]}
         assert not names - env_names(SERVICES["projector-svc"]), names
-        assert "DATABASE_URL" not in names
+        assert "DATABASE_URL" in names
         assert container["args"][0] == "setup"
 
 
@@ -142,6 +142,9 @@ def test_network_policies_admit_http_only_from_the_ingress_namespace() -> None:
     sources = [rule["from"][0]["namespaceSelector"]["matchLabels"] for rule in query["ingress"]]
     assert {"kubernetes.io/metadata.name": "ingress-nginx"} in sources
     assert not policies["cqrs-cqrs-setup"]["spec"]["ingress"]
+    # The setup Job creates topics and migrates read models: Kafka and PostgreSQL, nothing else.
+    setup_ports = {p["port"] for rule in policies["cqrs-cqrs-setup"]["spec"]["egress"] for p in rule["ports"]}
+    assert setup_ports == {53, 9092, 5432}
     # query-svc reaches PostgreSQL and DNS, never Kafka or the write store.
     ports = {p["port"] for rule in query["egress"] for p in rule["ports"]}
     assert ports == {53, 5432}
@@ -154,7 +157,15 @@ def test_network_policies_admit_http_only_from_the_ingress_namespace() -> None:
 def test_dynamodb_and_aurora_variants_use_iam_roles_and_no_store_secrets() -> None:
     documents = rendered("aws")
     accounts = of_kind(documents, "ServiceAccount")
-    assert "eks.amazonaws.com/role-arn" not in accounts["cqrs-setup"]["metadata"]["annotations"]  # Kafka only
+    # The setup Job migrates the read models as the projector does: the projector's role (rds-db:connect).
+    assert (
+        accounts["cqrs-setup"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        == accounts["cqrs-projector-svc"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    )
+    job = of_kind(documents, "Job")["cqrs-setup"]["spec"]["template"]["spec"]
+    job_env = {e["name"]: e.get("value") for e in job["containers"][0]["env"]}
+    assert (job_env["DATABASE_SSLMODE"], job_env["DATABASE_IAM_AUTH"]) == ("verify-full", "true")
+    assert {v["name"] for v in job["volumes"]} >= {"rds-ca"}
     for name in ("cqrs-command-svc", "cqrs-projector-svc", "cqrs-query-svc"):
         assert accounts[name]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
             "arn:aws:iam::"

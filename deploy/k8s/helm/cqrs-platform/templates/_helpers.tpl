@@ -41,7 +41,8 @@ app.kubernetes.io/name: {{ include "cqrs.package" . }}
 {{/* Which service reads what: one declaration, used by the Deployments and by the setup Job. */}}
 {{- define "cqrs.readsKafka" -}}{{ has .key (list "command" "projector" "setup") }}{{- end -}}
 {{- define "cqrs.readsAuth" -}}{{ has .key (list "command" "query") }}{{- end -}}
-{{- define "cqrs.readsPostgres" -}}{{ has .key (list "projector" "query") }}{{- end -}}
+{{- /* setup: `cqrs setup` migrates the read models (the projector's start-up step) with the writer DSN. */}}
+{{- define "cqrs.readsPostgres" -}}{{ has .key (list "projector" "query" "setup") }}{{- end -}}
 
 {{/*
 The environment of one service (ctx: dict "root" $ "key" <command|projector|query|setup>). Every
