@@ -61,9 +61,12 @@ def decode(raw: bytes | Mapping[str, Any]) -> Mapping[str, Any] | DeadLetter:
     return raw
 
 
-def flow_of(raw: bytes | None) -> tuple[str | None, str | None]:
-    """The correlation and causation ids a refused record names, as far as it can be read (for its
-    dead letter): the correlation defaults to the command id, as for a valid command."""
+def flow_of(raw: bytes | None, letter: DeadLetter) -> tuple[str | None, str | None]:
+    """The correlation and causation ids a dead-lettered record names, as far as it can be read:
+    the correlation defaults to the command id, as for a valid command. A record refused for its
+    size is not parsed at all."""
+    if letter.reason == "too_large":
+        return None, None
     try:
         decoded = json.loads(raw or b"")
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):

@@ -36,9 +36,7 @@ class ResultsPublisher:
         """The raw record, unchanged, with why it was refused, where it came from and the ids of its
         flow (those that can be known: a record that is not JSON names no correlation) in headers."""
         DEAD_LETTERS.labels(problem.reason).inc()
-        correlation_id, causation_id = (
-            flow_of(record.value) if problem.reason != "too_large" else (None, None)
-        )
+        correlation_id, causation_id = flow_of(record.value, problem)
         trace_id = trace_id_in_headers(record.headers) or current_trace_id()
         ids = flow_ids(correlation_id, causation_id, trace_id)
         headers = dead_letter_headers(record, problem.reason, problem.detail, *ids)

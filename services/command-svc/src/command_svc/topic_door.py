@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from aiokafka.errors import KafkaError
 from opentelemetry.trace import SpanKind
 
-from command_svc.intake import DeadLetter, outcome_label
+from command_svc.intake import DeadLetter, flow_of, outcome_label
 from command_svc.metrics import COMMAND_SECONDS, COMMANDS
 from command_svc.pipeline import CommandPipeline
 from command_svc.results_publisher import ResultsPublisher
@@ -237,9 +237,15 @@ class TopicDoor:
         COMMAND_SECONDS.labels("topic").observe(time.perf_counter() - started)
         COMMANDS.labels("topic", outcome_label(outcome)).inc()
         if isinstance(outcome, DeadLetter):
-            log.warning(
-                "dead-lettered %s[%d]@%d: %s", record.topic, record.partition, record.offset, outcome.detail
-            )
+            correlation_id, causation_id = flow_of(value, outcome)
+            with bind_ids(correlation_id=correlation_id, causation_id=causation_id):
+                log.warning(
+                    "dead-lettered %s[%d]@%d: %s",
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    outcome.detail,
+                )
             return await self._results.send_dead_letter(record, outcome)
         return await self._results.send_outcome(outcome)
 

@@ -11,11 +11,13 @@ The order of work is what makes the effect exactly-once and per-aggregate ordere
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from cqrs_shared.logging_setup import bind_ids
 from projector_svc import positions
-from projector_svc.dead_letters import REJECTED, UNDECODABLE, DeadLetter, DeadLetters
+from projector_svc.dead_letters import REJECTED, UNDECODABLE, DeadLetter, DeadLetters, flow_of
 from projector_svc.guard import BLOCKED, ParkedState, sort_batch
 from projector_svc.incoming import AggregateKey, Incoming, Undecodable
 from projector_svc.notify import notify
@@ -24,6 +26,8 @@ from projector_svc.poison import PoisonIsolator, Refusal
 from projector_svc.projection import Projection
 
 Position = tuple[AggregateKey, int]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,6 +104,18 @@ class BatchApplier:
         await positions.save_versions(connection, advanced)
         await notify(connection, self._projection.name, schema, advanced)
         await self._sink.send(letters, build=schema)
+        for letter in letters:
+            correlation_id, causation_id, trace_id = flow_of(letter)
+            with bind_ids(correlation_id=correlation_id, causation_id=causation_id, trace_id=trace_id):
+                origin = letter.origin
+                log.warning(
+                    "dead-lettered %s[%d]@%d (%s): %s",
+                    origin.topic,
+                    origin.partition,
+                    origin.offset,
+                    letter.reason,
+                    letter.error[:500],
+                )
         known = [i for i in isolation.accepted if self._projection.handles(i.event.type)]
         return Outcome(
             applied=known,

@@ -31,6 +31,18 @@ class DeadLetter:
     event: Incoming | None = None
 
 
+def flow_of(letter: DeadLetter) -> tuple[str | None, str | None, str | None]:
+    """The correlation, causation and trace ids of a letter's flow, where known: from the event, or
+    for an undecodable record from the headers its publisher wrote."""
+    own = dict(letter.origin.headers)
+    trace_id = trace_id_in_headers(letter.origin.headers)
+    if letter.event is not None:
+        return letter.event.event.correlation_id, letter.event.event.causation_id, trace_id
+    correlation_id = own["correlation_id"].decode(errors="replace") if "correlation_id" in own else None
+    causation_id = own["causation_id"].decode(errors="replace") if "causation_id" in own else None
+    return correlation_id, causation_id, trace_id
+
+
 class DeadLetters(Protocol):
     """Where refused records go. `send` returns once every letter is durably stored (or raises,
     which fails the batch so that nothing of it commits)."""
@@ -58,19 +70,14 @@ class DeadLetterSink:
 
     def headers(self, letter: DeadLetter, build: str) -> Headers:
         extra = [("projection", self._projection), ("build", build)]
-        # An undecodable record still names its flow in the headers its publisher wrote.
-        own = dict(letter.origin.headers)
-        correlation_id = own["correlation_id"].decode(errors="replace") if "correlation_id" in own else None
-        causation_id = own["causation_id"].decode(errors="replace") if "causation_id" in own else None
         if letter.event is not None:
             event = letter.event.event
-            correlation_id, causation_id = event.correlation_id, event.causation_id
             extra += [
                 ("aggregate_type", event.aggregate_type),
                 ("aggregate_id", event.aggregate_id),
                 ("version", str(event.version)),
             ]
-        extra += flow_ids(correlation_id, causation_id, trace_id_in_headers(letter.origin.headers))
+        extra += flow_ids(*flow_of(letter))
         return dead_letter_headers(letter.origin, letter.reason, letter.error, *extra)
 
     async def send(self, letters: Sequence[DeadLetter], *, build: str) -> None:
