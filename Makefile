@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-commands bench-dynamodb bench-growth bench-projector bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
+.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-commands bench-tracing bench-dynamodb bench-growth bench-projector bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -66,11 +66,15 @@ fmt: deps ## Format and fix what ruff can
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
 
-bench: bench-commands bench-dynamodb bench-growth bench-projector bench-query bench-serverless ## Every benchmark (figures next to the machine's raw limits)
+bench: bench-commands bench-tracing bench-dynamodb bench-growth bench-projector bench-query bench-serverless ## Every benchmark (figures next to the machine's raw limits)
 
 bench-commands: deps ## Commands/s through the topic door vs raw Kafka and raw store rates
 	@$(STACK) up
 	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.command_bench
+
+bench-tracing: deps ## Commands/s with tracing off, on (every trace exported) and 1 % sampled, side by side
+	@$(STACK) up
+	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.tracing_bench
 
 bench-dynamodb: deps ## Commands/s on the DynamoDB write store (moto) vs moto's raw TransactWriteItems rate
 	@$(STACK) up

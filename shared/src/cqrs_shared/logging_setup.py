@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,17 +21,37 @@ _STANDARD = set(vars(logging.makeLogRecord({})))
 _BOUND: ContextVar[dict[str, str]] = ContextVar("cqrs_log_ids", default={})  # noqa: B039 (never mutated)
 
 
-@contextmanager
+class BoundIds:
+    """The context manager `bind_ids` returns: a plain class, as it runs several times per command."""
+
+    __slots__ = ("_ids", "_token")
+
+    def __init__(self, ids: dict[str, str]) -> None:
+        self._ids = ids
+        self._token: Token[dict[str, str]] | None = None
+
+    def __enter__(self) -> None:
+        if self._ids:
+            self._token = _BOUND.set({**_BOUND.get(), **self._ids})
+
+    def __exit__(self, *_: object) -> None:
+        if self._token is not None:
+            _BOUND.reset(self._token)
+            self._token = None
+
+
 def bind_ids(
     *, correlation_id: str | None = None, causation_id: str | None = None, trace_id: str | None = None
-) -> Iterator[None]:
+) -> BoundIds:
     """Name the flow in every log line of the block (and of tasks it starts); None values are left out."""
-    given = {"correlation_id": correlation_id, "causation_id": causation_id, "trace_id": trace_id}
-    token = _BOUND.set({**_BOUND.get(), **{k: v for k, v in given.items() if v is not None}})
-    try:
-        yield
-    finally:
-        _BOUND.reset(token)
+    ids = {}
+    if correlation_id is not None:
+        ids["correlation_id"] = correlation_id
+    if causation_id is not None:
+        ids["causation_id"] = causation_id
+    if trace_id is not None:
+        ids["trace_id"] = trace_id
+    return BoundIds(ids)
 
 
 def bound_ids() -> dict[str, str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -194,7 +194,19 @@ def trace_id_in_headers(headers: Iterable[tuple[str, bytes]] | None) -> str | No
     return None
 
 
-@contextmanager
+class _NoSpan:
+    """The context manager `span` gives with tracing off: one shared object, no generator per call."""
+
+    def __enter__(self) -> Span:
+        return trace.INVALID_SPAN
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
+
+
 def span(
     name: str,
     *,
@@ -202,17 +214,15 @@ def span(
     parent: Context | None = None,
     links: Sequence[Link] = (),
     attributes: Mapping[str, Any] | None = None,
-) -> Iterator[Span]:
-    """A span made current for the block (a no-op span when tracing is off).
+) -> AbstractContextManager[Span]:
+    """A span made current for the block (a shared no-op when tracing is off).
 
     `parent` replaces the current context (a remote parent from headers or the store)."""
     if not _state["enabled"]:
-        yield trace.INVALID_SPAN
-        return
-    with tracer().start_as_current_span(
+        return _NO_SPAN
+    return tracer().start_as_current_span(
         name, context=parent, kind=kind, links=links, attributes=dict(attributes or {})
-    ) as current:
-        yield current
+    )
 
 
 def link_to(parent: Context | None) -> Link | None:
