@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-commands bench-tracing bench-dynamodb bench-growth bench-projector bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
+.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-quick bench-all bench-commands bench-tracing bench-dynamodb bench-growth bench-projector bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -66,7 +66,15 @@ fmt: deps ## Format and fix what ruff can
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
 
-bench: bench-commands bench-tracing bench-dynamodb bench-growth bench-projector bench-query bench-serverless ## Every benchmark (figures next to the machine's raw limits)
+bench: deps ## Open-loop benchmark of every path with its references; results in bench/results/<timestamp>/
+	@$(STACK) up
+	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench
+
+bench-quick: deps ## The same benchmark at small sizes (under 3 minutes)
+	@$(STACK) up
+	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench --quick
+
+bench-all: bench bench-tracing bench-dynamodb bench-growth bench-serverless ## The benchmark plus the store-specific benches
 
 bench-commands: deps ## Commands/s through the topic door vs raw Kafka and raw store rates
 	@$(STACK) up

@@ -37,12 +37,16 @@ def make_commands(count: int, per_aggregate: int) -> list[dict[str, Any]]:
     out = []
     for a in range(count // per_aggregate):
         customer = f"c-{a}"
-        out.append(_cmd("RegisterCustomer", customer, {"name": "N0", "email": f"{customer}@example.com"}))
-        out.extend(_cmd("RenameCustomer", customer, {"name": f"N{i}"}) for i in range(1, per_aggregate))
+        out.append(
+            command_record("RegisterCustomer", customer, {"name": "N0", "email": f"{customer}@example.com"})
+        )
+        out.extend(
+            command_record("RenameCustomer", customer, {"name": f"N{i}"}) for i in range(1, per_aggregate)
+        )
     return out
 
 
-def _cmd(type_: str, aggregate_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+def command_record(type_: str, aggregate_id: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {"command_id": str(uuid.uuid4()), "type": type_, "aggregate_id": aggregate_id, "payload": payload}
 
 
@@ -124,20 +128,30 @@ def metric(text: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
+def bench_token() -> str:
+    """A JWT (without the scheme) allowed to send customer commands to a bench's command-svc."""
+    return mint_token(
+        E2E_SECRET, subject="bench", roles=["customers:write"], issuer=ISSUER, audience=AUDIENCE
+    )
+
+
+def start_command_service(env: dict[str, str], log_name: str) -> ServiceProcess:
+    """A ready command-svc process with `env` on a free port, logging to a temporary file."""
+    port = free_port()
+    log_path = Path(tempfile.gettempdir()) / f"{log_name}-{port}.log"
+    service = ServiceProcess("command_svc", port, {**env, "COMMAND_SVC_PORT": str(port)}, log_path)
+    service.start().wait_ready()
+    return service
+
+
 async def drive_command_service(
     env: dict[str, str], topics: TopicNames, n: int, per_aggregate: int, log_name: str
 ) -> tuple[int, float, float, str]:
     """Start command-svc with `env`, produce `n` commands onto its topic door with a bench token and
     wait for every outcome: (commands sent, total seconds, drain seconds, its /metrics text)."""
-    port = free_port()
-    env = {**env, "COMMAND_SVC_PORT": str(port)}
-    log_path = Path(tempfile.gettempdir()) / f"{log_name}-{port}.log"
-    service = ServiceProcess("command_svc", port, env, log_path)
-    service.start().wait_ready()
+    service = start_command_service(env, log_name)
     try:
-        token = "Bearer " + mint_token(
-            E2E_SECRET, subject="bench", roles=["customers:write"], issuer=ISSUER, audience=AUDIENCE
-        )
+        token = "Bearer " + bench_token()
         commands = make_commands(n, per_aggregate)
         started = time.perf_counter()
         await produce(

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
 from bench.command_bench import make_commands, metric
+from bench.proc_cpu import cpu_seconds, store_pids
 from command_svc.write_store.mongo_store import MongoWriteStore
 from cqrs_shared.auth import mint_token
 from cqrs_shared.envelopes import EventEnvelope, utc_now
@@ -43,7 +44,6 @@ from cqrs_shared.write_store import Commit, ConcurrencyConflictError, WriteStore
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 MONGODB_URI = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27017/")
 PER_AGGREGATE = 10
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def seeded_commit(customer: int, base: int) -> Commit:
@@ -132,30 +132,6 @@ async def raw_calls(store: MongoWriteStore) -> dict[str, float]:
         "unpublished_scan_ms": await timed(lambda: store.unpublished(range(64), 500), 100),
         "mark_published_ms": await timed(lambda: store.mark_published(commits[-1:]), 200),
     }
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / CLOCK_TICKS
-
-
-def store_pids() -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"ferretdb" in cmd or cmd.startswith(b"postgres"):
-                found.append(int(proc.name))
-    return found
 
 
 async def relay_lags(topic: str, count: int) -> list[float]:

@@ -181,7 +181,8 @@ async def staleness(
     return {"visible": visible, "raw": raw, "sent": [float(len(sent))]}
 
 
-async def main(events: int, rate: int, seconds: float) -> None:
+async def measure(events: int, rate: int, seconds: float) -> dict[str, Any]:
+    """Every figure of this benchmark, in one run against fresh topics and a fresh database."""
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     database = f"bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(ADMIN_DSN)
@@ -216,7 +217,14 @@ async def main(events: int, rate: int, seconds: float) -> None:
         await pool.close()
         await admin.close()
         await drop_database(ADMIN_DSN, database)
-    report(events, steady, rebuild_rate, rebuild_line, consume_rate, decode_rate, insert_rate, lag, rate)
+    return {
+        "events": events, "steady": steady, "rebuild": rebuild_rate, "rebuild_line": rebuild_line,
+        "consume": consume_rate, "decode": decode_rate, "insert": insert_rate, "lag": lag, "rate": rate,
+    }  # fmt: skip
+
+
+async def main(events: int, rate: int, seconds: float) -> None:
+    report(**await measure(events, rate, seconds))
 
 
 def report(

@@ -32,6 +32,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from bench.proc_cpu import CpuMeter, Role
 from cqrs_shared.auth import mint_token
 from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 from cqrs_shared.testing.postgres import drop_database
@@ -114,8 +115,11 @@ async def create_database(orders: int) -> str:
     return dsn
 
 
-async def measure(call: Call, *, concurrency: int, seconds: float) -> dict[str, float]:
-    """Run `call` from `concurrency` workers for `seconds` (after a 1 s warm-up)."""
+async def measure(
+    call: Call, *, concurrency: int, seconds: float, roles: dict[str, Role] | None = None
+) -> dict[str, float]:
+    """Run `call` from `concurrency` workers for `seconds` (after a 1 s warm-up); with `roles`, also
+    the CPU milliseconds of those processes per call."""
     latencies: list[float] = []
     deadline = 0.0
 
@@ -127,13 +131,24 @@ async def measure(call: Call, *, concurrency: int, seconds: float) -> dict[str, 
             if record:
                 latencies.append(time.perf_counter() - started)
 
+    meter = CpuMeter(roles or {})
     for record, duration in ((False, 1.0), (True, seconds)):
         deadline = time.perf_counter() + duration
+        meter.start()
         started = time.perf_counter()
         await asyncio.gather(*(worker(i, record) for i in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu = meter.stop()
     cuts = statistics.quantiles(latencies, n=100)
-    return {"rps": len(latencies) / elapsed, "p50": cuts[49] * 1000, "p99": cuts[98] * 1000}
+    figures = {"rps": len(latencies) / elapsed, "p50": cuts[49] * 1000, "p99": cuts[98] * 1000}
+    if roles:
+        figures |= {"cpu_ms_per_op": 1000 * cpu["total"] / len(latencies)}
+        figures |= {f"cpu_ms_per_op_{role}": 1000 * cpu[role] / len(latencies) for role in roles}
+    return figures
+
+
+async def _no_reset(_connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """The plain way to read: nothing to reset between SELECTs (the service does the same)."""
 
 
 class KeepAliveClient:
@@ -162,7 +177,7 @@ class KeepAliveClient:
             await self._streams[1].wait_closed()
 
 
-def _page_arguments(rng: random.Random, orders: int) -> tuple[str, Decimal, datetime]:
+def page_arguments(rng: random.Random, orders: int) -> tuple[str, Decimal, datetime]:
     return (
         rng.choice(STATUSES),
         Decimal(rng.randrange(0, 400)),
@@ -170,10 +185,28 @@ def _page_arguments(rng: random.Random, orders: int) -> tuple[str, Decimal, date
     )
 
 
+def point_path(rng: random.Random, orders: int) -> str:
+    """The service's point read of a random seeded order."""
+    return f"/v1/orders/o-{rng.randrange(orders):07d}"
+
+
+def page_path(rng: random.Random, orders: int) -> str:
+    """The service's filtered page of 50, with the raw SELECT's random arguments."""
+    state, total, before = page_arguments(rng, orders)
+    query = {"status": state, "min_total": str(total), "placed_before": before.isoformat(), "limit": "50"}
+    return f"/v1/orders?{urlencode(query)}"
+
+
 async def raw(
-    dsn: str, orders: int, pool_size: int, concurrency: int, seconds: float
+    dsn: str,
+    orders: int,
+    pool_size: int,
+    concurrency: int,
+    seconds: float,
+    *,
+    roles: dict[str, Role] | None = None,
 ) -> dict[str, dict[str, float]]:
-    pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
+    pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size, reset=_no_reset)
     if pool is None:  # asyncpg's typing allows it; an awaited create_pool always returns the pool
         raise RuntimeError("asyncpg.create_pool returned no pool")
 
@@ -183,12 +216,12 @@ async def raw(
 
     async def page(rng: random.Random, _worker: int) -> None:
         async with pool.acquire() as connection:
-            await connection.fetch(PAGE_SQL, *_page_arguments(rng, orders))
+            await connection.fetch(PAGE_SQL, *page_arguments(rng, orders))
 
     try:
         return {
-            "point": await measure(point, concurrency=concurrency, seconds=seconds),
-            "page": await measure(page, concurrency=concurrency, seconds=seconds),
+            "point": await measure(point, concurrency=concurrency, seconds=seconds, roles=roles),
+            "page": await measure(page, concurrency=concurrency, seconds=seconds, roles=roles),
         }
     finally:
         await pool.close()
@@ -199,14 +232,13 @@ def _expect_ok(status: int) -> None:
         raise RuntimeError(f"the query service answered {status}")
 
 
-async def service(
-    dsn: str, orders: int, pool_size: int, concurrency: int, seconds: float
-) -> dict[str, dict[str, float]]:
+def start_service(dsn: str, pool_size: int, *, auth: bool = True) -> tuple[ServiceProcess, str | None]:
+    """A running query-svc process on `dsn` (JWT auth on or off) and a token with the read role."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("QUERY_SVC_")},
         "DATABASE_URL": dsn,
-        "CQRS_AUTH_MODE": "jwt",
+        "CQRS_AUTH_MODE": "jwt" if auth else "disabled",
         "JWT_SECRET": E2E_SECRET,
         "LOG_LEVEL": "WARNING",
         "QUERY_SVC_PORT": str(port),
@@ -215,25 +247,38 @@ async def service(
     }
     process = ServiceProcess("query_svc", port, env, Path(tempfile.gettempdir()) / f"query-bench-{port}.log")
     process.start().wait_ready()
+    if not auth:
+        return process, None
     token = mint_token(E2E_SECRET, subject="bench", roles=["orders:read"], issuer=ISSUER, audience=AUDIENCE)
-    clients = [
-        KeepAliveClient("127.0.0.1", port, {"Authorization": f"Bearer {token}"}) for _ in range(concurrency)
-    ]
+    return process, token
+
+
+async def service(
+    dsn: str,
+    orders: int,
+    pool_size: int,
+    concurrency: int,
+    seconds: float,
+    *,
+    auth: bool = True,
+    roles: dict[str, Role] | None = None,
+) -> dict[str, dict[str, float]]:
+    process, token = start_service(dsn, pool_size, auth=auth)
+    if roles is not None and process.process is not None:
+        roles = {**roles, "service": [process.process.pid]}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    clients = [KeepAliveClient("127.0.0.1", process.port, headers) for _ in range(concurrency)]
 
     async def point(rng: random.Random, worker: int) -> None:
-        _expect_ok(await clients[worker].get(f"/v1/orders/o-{rng.randrange(orders):07d}"))
+        _expect_ok(await clients[worker].get(point_path(rng, orders)))
 
     async def page(rng: random.Random, worker: int) -> None:
-        state, total, before = _page_arguments(rng, orders)
-        query = urlencode(
-            {"status": state, "min_total": str(total), "placed_before": before.isoformat(), "limit": "50"}
-        )
-        _expect_ok(await clients[worker].get(f"/v1/orders?{query}"))
+        _expect_ok(await clients[worker].get(page_path(rng, orders)))
 
     try:
         return {
-            "point": await measure(point, concurrency=concurrency, seconds=seconds),
-            "page": await measure(page, concurrency=concurrency, seconds=seconds),
+            "point": await measure(point, concurrency=concurrency, seconds=seconds, roles=roles),
+            "page": await measure(page, concurrency=concurrency, seconds=seconds, roles=roles),
         }
     finally:
         for client in clients:

@@ -1,0 +1,1 @@
+"""Reference programs: each path of the system written plainly, measured beside it in the same run."""

@@ -1,0 +1,164 @@
+"""A benchmark run's results: `results.json`, a markdown table of every figure with its ratio, plots.
+
+Everything goes to `bench/results/<UTC timestamp>/`. Plots: throughput vs offered load and latency
+percentiles vs offered load, one line per ladder (query point, query page, commands).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # after mpl.use: the backend must be chosen before pyplot loads
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    load = os.getloadavg()
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_average_at_start": [round(x, 2) for x in load],
+    }
+
+
+def _fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _verdict(ratio: float | None, target: float) -> str:
+    if ratio is None:
+        return "n/a"
+    return f"{ratio:.2f}x ({'met' if ratio >= target else 'missed'}, target {target:g}x)"
+
+
+def _query_rows(q: dict[str, Any]) -> list[str]:
+    rows = []
+    for kind, label in (("point", "point read"), ("page", "page of 50")):
+        f = q[kind]
+        raw = f["raw"]
+        rows.append(f"| B3 {label}: raw asyncpg | {_fmt(raw['rps'])} req/s | p99 {_fmt(raw['p99'], 1)} ms "
+                    f"| {_fmt(raw.get('cpu_ms_per_op'), 3)} | reference |")  # fmt: skip
+        for auth in ("jwt_on", "jwt_off"):
+            s = f[auth]
+            rows.append(
+                f"| B3 {label}: query-svc, {auth.replace('_', ' ').upper()} | {_fmt(s['rps'])} req/s "
+                f"| p99 {_fmt(s['p99'], 1)} ms | {_fmt(s.get('cpu_ms_per_op'), 3)} "
+                f"| {_verdict(f[f'ratio_{auth}'], 0.5)} |"
+            )
+        cpu_ratio = raw["cpu_ms_per_op"] / f["jwt_on"]["cpu_ms_per_op"]
+        rows.append(f"| B3 {label}: CPU per read, raw / service | | | | {cpu_ratio:.2f}x |")
+        rows.append(f"| B3 {label}: p99 at 1,000 req/s offered (open loop) | | "
+                    f"{_fmt(f['p99_ms_at_1000'], 1)} ms | | target 10 ms |")  # fmt: skip
+    return rows
+
+
+def _command_rows(c: dict[str, Any]) -> list[str]:
+    ref = c["references"]
+    rows = [
+        f"| reference: {name.replace('_', ' ')} | {_fmt(value)} | | | reference |"
+        for name, value in ref.items()
+    ]
+    rows.append(f"| B1 commands/s (open loop, passing step) | {_fmt(c['b1_commands_per_s'])} | | | "
+                f"{_verdict(c['b1_over_r5'], 0.7)} of R5 |")  # fmt: skip
+    rows.append(
+        f"| B2 ack -> visible at {_fmt(c['b2_at_rate'])}/s | "
+        f"| p50 {_fmt(c['b2_visible_p50_ms'], 1)} ms, p99 {_fmt(c['b2_visible_p99_ms'], 1)} ms "
+        "| | target p50 20 ms, p99 100 ms |"
+    )
+    return rows
+
+
+def _projector_rows(p: dict[str, Any]) -> list[str]:
+    return [
+        f"| reference: raw unnest upsert | {_fmt(p['raw_upsert_rows_per_s'])} rows/s | | | reference |",
+        f"| reference: bare consume | {_fmt(p['raw_consume_per_s'])} records/s | | | reference |",
+        f"| B4 steady ({p['events']:,} events) | {_fmt(p['steady_events_per_s'])} events/s | | | "
+        f"{_verdict(p['steady_over_upsert'], 0.6)} of raw upsert |",
+        f"| B4 rebuild ({p['events']:,} events) | {_fmt(p['rebuild_events_per_s'])} events/s | | | "
+        f"{_verdict(p['rebuild_over_target'], 1.0)} of 50,000/s |",
+        f"| projector staleness at {p['staleness_rate']}/s | | p50 {_fmt(p['visible_p50_ms'], 1)} ms, "
+        f"p99 {_fmt(p['visible_p99_ms'], 1)} ms | | raw consume p50 {_fmt(p['raw_consume_p50_ms'], 1)} ms |",
+    ]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"# Benchmark {results['started']} ({'quick' if results['quick'] else 'full'})",
+        "",
+        f"Machine: {m['cpus']} CPUs, Python {m['python']}, "
+        f"load average at start {m['load_average_at_start']} (shared with other work: compare "
+        "ratios and CPU per operation, not absolute rates).",
+        "",
+        "| figure | rate | latency | CPU ms/op | ratio to reference |",
+        "|---|---|---|---|---|",
+    ]
+    suites = results["suites"]
+    if "query" in suites:
+        lines += _query_rows(suites["query"])
+    if "commands" in suites:
+        lines += _command_rows(suites["commands"])
+    if "projector" in suites:
+        lines += _projector_rows(suites["projector"])
+    lines += ["", "Plots: `throughput.png`, `latency.png`."]
+    return "\n".join(lines) + "\n"
+
+
+def _ladders(results: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    suites = results["suites"]
+    found: dict[str, list[dict[str, Any]]] = {}
+    if "query" in suites:
+        found |= {f"query {k}": suites["query"][k]["ladder"] for k in ("point", "page")}
+    if "commands" in suites:
+        found["commands"] = suites["commands"]["ladder"]
+    return found
+
+
+def plots(results: dict[str, Any], folder: Path) -> None:
+    ladders = _ladders(results)
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name, steps in ladders.items():
+        offered = [s["offered_per_s"] for s in steps]
+        axis.plot(offered, [s["throughput_per_s"] for s in steps], marker="o", label=name)
+        axis.plot(offered, offered, color="grey", linewidth=0.5)
+    axis.set(xlabel="offered load (per s)", ylabel="answered (per s)", title="Throughput vs offered load")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.savefig(folder / "throughput.png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for name, steps in ladders.items():
+        offered = [s["offered_per_s"] for s in steps]
+        for key, style in (("p50_ms", "-"), ("p99_ms", "--")):
+            axis.plot(offered, [s[key] for s in steps], style, marker="o", label=f"{name} {key[:3]}")
+    axis.set(xlabel="offered load (per s)", ylabel="latency (ms, log)", yscale="log",
+             title="Latency percentiles vs offered load")  # fmt: skip
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.savefig(folder / "latency.png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
+def write(results: dict[str, Any]) -> Path:
+    """The run's folder under `bench/results/`, with results.json, results.md and the plots."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = RESULTS / stamp
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (folder / "results.md").write_text(markdown(results))
+    plots(results, folder)
+    return folder
