@@ -72,9 +72,12 @@ def build_images(engine: Engine) -> str:
     return done.stderr
 
 
-def run_once(engine: Engine, image: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_once(
+    engine: Engine, image: str, env: dict[str, str], *args: str, volumes: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """A one-shot container (the CLI image), hardened like the services; waits for it to exit."""
     env_args = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    env_args += [arg for volume in volumes for arg in ("--volume", volume)]
     return engine.run(
         "run", "--rm", "--pull", "never", "--network", "host", "--read-only", "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges", *env_args, engine.image(image), *args,
@@ -91,6 +94,13 @@ class Container:
     port: int
     env: dict[str, str]
     name: str = field(default_factory=lambda: f"cqrs-test-{uuid.uuid4().hex[:10]}")
+    #: Bind mounts (`source:target:ro`), as compose's `volumes:` gives them.
+    volumes: tuple[str, ...] = ()
+    #: Another program of the image (compose's `entrypoint:`) and its arguments.
+    entrypoint: str | None = None
+    args: tuple[str, ...] = ()
+    #: A healthcheck command replacing the image's (compose's `healthcheck.test`, CMD-SHELL form).
+    health_cmd: str | None = None
 
     @property
     def url(self) -> str:
@@ -98,6 +108,9 @@ class Container:
 
     def start(self) -> Container:
         env_args = [arg for key, value in self.env.items() for arg in ("--env", f"{key}={value}")]
+        env_args += [arg for volume in self.volumes for arg in ("--volume", volume)]
+        env_args += ["--entrypoint", self.entrypoint] if self.entrypoint else []
+        env_args += ["--health-cmd", self.health_cmd] if self.health_cmd else []
         self.engine.run(
             "run", "--detach", "--pull", "never", "--name", self.name, "--network", "host",
             # What the chart's securityContext asks of a pod: read-only root, no capabilities.
@@ -105,9 +118,22 @@ class Container:
             "--security-opt", "no-new-privileges",
             # The image's own HEALTHCHECK command, checked more often so the test need not wait 10 s.
             "--health-interval", "1s", "--health-start-period", "0s",
-            *env_args, self.engine.image(self.service),
+            *env_args, self.engine.image(self.service), *self.args,
         )  # fmt: skip
         return self
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        """Until the container's healthcheck reports healthy (compose's `service_healthy`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.inspect()["State"]
+            if not state["Running"]:
+                raise AssertionError(f"{self.service} exited with {state['ExitCode']}:\n{self.logs()}")
+            if state.get("Health", {}).get("Status") == "healthy":
+                return
+            time.sleep(0.5)
+        health = self.inspect()["State"].get("Health", {})
+        raise AssertionError(f"{self.service} not healthy after {timeout}s: {health}\n{self.logs()}")
 
     def inspect(self) -> dict[str, Any]:
         document: list[dict[str, Any]] = json.loads(self.engine.run("inspect", self.name).stdout)

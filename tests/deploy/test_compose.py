@@ -8,27 +8,17 @@ PostgreSQL over TLS only with every client on verify-full against the generated 
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
-from tests.deploy.rendering import AWS_SDK_VARIABLES, ROOT, SERVICES, env_names, tool
+from tests.deploy.compose_config import AWS_LIKE, COMPOSE, ENV_EXAMPLE, VARIANTS, compose, resolve
+from tests.deploy.rendering import AWS_SDK_VARIABLES, ROOT, SERVICES, env_names
 
-COMPOSE = ROOT / "docker-compose.yml"
-AWS_LIKE = ROOT / "docker-compose.aws-like.yml"
-ENV_EXAMPLE = ROOT / ".env.example"
 TLS_SCRIPT = ROOT / "deploy/compose/postgres-tls.sh"
 HBA = ROOT / "deploy/compose/pg_hba.conf"
-#: Each variant: the files merged and the profiles on.
-VARIANTS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
-    "default": ((COMPOSE,), ()),
-    "dynamodb": ((COMPOSE,), ("dynamodb",)),
-    "aws-like": ((COMPOSE, AWS_LIKE), ()),
-}
 #: What the CLI reads beyond the projector's settings (`cqrs setup`): typer options' envvars
 #: (cli/src/cqrs_cli/demo.py, commands.py) and the token minting defaults (token.py).
 CLI_READS = {
@@ -44,36 +34,8 @@ INFRASTRUCTURE = {"kafka", "postgres", "mongodb", "dynamodb"}
 #: Runs once and exits; everything else is long-running.
 ONE_SHOTS = {"setup", "demo", "dynamodb-tables", "postgres-tls"}
 SECRETS = ("PASSWORD", "SECRET", "ACCESS_KEY")
-#: A clean environment: the test process's own DATABASE_URL and friends must not interpolate.
-CLEAN_ENV = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT / ".stack")}
 # The first compose call builds compose v2 from the Go module proxy when it is not cached (minutes, once).
 pytestmark = pytest.mark.timeout(1800)
-
-
-def compose(
-    *args: str, files: tuple[Path, ...] = (COMPOSE,), env_file: bool = True
-) -> subprocess.CompletedProcess[str]:
-    file_args = [a for f in files for a in ("--file", str(f))]
-    env_args = ["--env-file", str(ENV_EXAMPLE) if env_file else "/dev/null"]
-    return subprocess.run(  # our own binary and arguments
-        [tool("compose"), "--project-directory", str(ROOT), *file_args, *env_args, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=CLEAN_ENV,
-    )
-
-
-def resolve(variant: str) -> dict[str, dict[str, Any]]:
-    """The services as `docker compose config` resolves the variant (merged, interpolated, profiled)."""
-    files, profiles = VARIANTS[variant]
-    done = compose(
-        *(a for p in profiles for a in ("--profile", p)), "config", "--format", "json", files=files
-    )
-    assert done.returncode == 0, done.stderr
-    services: dict[str, dict[str, Any]] = yaml.safe_load(done.stdout)["services"]
-    return services
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
