@@ -145,6 +145,12 @@ async def test_an_http_command_and_the_query_that_waits_for_it_form_one_trace(
     # instrumentation puts the batch's SQL under it.
     assert batch.parent_id == "" and batch.trace_id != trace_id
     assert children(spans, batch, kind="CLIENT"), "no database span under the projector's batch"
+    # Background store calls (leases, scans, probes, metrics) and probes of the operations routes
+    # make no traces of their own.
+    assert not [s for s in spans if s.kind == "CLIENT" and not s.parent_id]
+    assert not [
+        s for s in spans if s.kind == "SERVER" and s.name.endswith(("/readyz", "/healthz", "/metrics"))
+    ]
     served = one(ours, service="query-svc", kind="SERVER", parent_id=reading)
     wait = one(children(ours, served), name="wait for consistency token")
     assert wait.attributes["cqrs.aggregate_id"] == customer

@@ -24,14 +24,18 @@ under the relay's own, which is the double bookkeeping this module avoids.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Link, Span, SpanKind
+
+if TYPE_CHECKING:
+    from fastapi.telemetry import TelemetryConfig
+    from opentelemetry.sdk.trace.sampling import Sampler
 
 #: The instrumentation scope of every span this code base makes.
 SCOPE = "cqrs"
@@ -41,7 +45,7 @@ TRACESTATE = "tracestate"
 
 Headers = list[tuple[str, bytes]]
 #: Routes left out of HTTP server spans: probes and scrapes, not requests anyone traces.
-OPERATIONS_URLS = "/healthz,/readyz,/metrics"
+OPERATIONS_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 _state = {"enabled": False}
 
@@ -74,12 +78,47 @@ def configure_tracing(service: str, environ: Mapping[str, str] | None = None) ->
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create({} if env.get(OTEL_SERVICE_NAME) else {"service.name": service})
-    provider = TracerProvider(resource=resource)
+    # The sampler the standard variables name, read by a provider that is only asked for it.
+    configured = TracerProvider(shutdown_on_exit=False).sampler
+    provider = TracerProvider(resource=resource, sampler=_no_orphan_client_spans(configured))
     for name in env.get("OTEL_TRACES_EXPORTER", "").split(","):
         provider.add_span_processor(BatchSpanProcessor(_exporter(name.strip().lower())))
     trace.set_tracer_provider(provider)
     _state["enabled"] = True
     return True
+
+
+def _no_orphan_client_spans(delegate: Sampler) -> Sampler:
+    """`delegate`, except that a database call outside any traced work is not recorded.
+
+    The services call their stores in background loops (lease renewals, outbox scans, watchdog
+    probes, lag and staleness metrics): with the instrumentations on, each call would be a trace
+    of one span every few seconds, drowning the traces of commands. A CLIENT span with no parent
+    is such a call."""
+    from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+
+    class NoOrphanClientSpans(Sampler):
+        def should_sample(
+            self,
+            parent_context: Context | None,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Any = None,
+            links: Sequence[Link] | None = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            parent = trace.get_current_span(parent_context).get_span_context()
+            if kind is SpanKind.CLIENT and not parent.is_valid:
+                return SamplingResult(Decision.DROP)
+            return delegate.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+
+        def get_description(self) -> str:
+            return f"NoOrphanClientSpans{{{delegate.get_description()}}}"
+
+    return NoOrphanClientSpans()
 
 
 def _exporter(name: str) -> Any:
@@ -102,16 +141,20 @@ def shutdown_tracing() -> None:
         shutdown()
 
 
-def instrument_http(app: Any) -> None:
-    """Trace a FastAPI app's requests (server spans continuing the caller's `traceparent`) if
-    tracing is on. Needs `opentelemetry-instrumentation-fastapi`, a dependency of the services that
-    serve traced HTTP routes (command-svc, query-svc), imported only when tracing is on."""
-    if not _state["enabled"]:
-        return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+def http_telemetry() -> TelemetryConfig:
+    """FastAPI's own telemetry settings for every service's app (`FastAPI(telemetry=...)`).
 
-    # `exclude_spans`: the per-message ASGI send/receive spans say nothing a request span does not.
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=OPERATIONS_URLS, exclude_spans=["receive", "send"])
+    FastAPI traces requests itself once a tracer provider is installed (server spans continuing the
+    caller's `traceparent`; nothing when tracing is off), so the services use that rather than the
+    contrib instrumentation, which would be a second mechanism for the same spans. Left out: the
+    operations routes (probes and scrapes are not requests anyone traces), FastAPI's spans per
+    dependency and endpoint call (the services' own spans say what the work was), and its metrics
+    (Prometheus has those)."""
+    return {"exclude": _operations_route, "operation_spans": False, "metrics": False}
+
+
+def _operations_route(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in OPERATIONS_ROUTES
 
 
 def tracer() -> trace.Tracer:

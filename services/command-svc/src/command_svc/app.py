@@ -18,7 +18,7 @@ from command_svc.service import CommandService
 from command_svc.settings import CommandServiceSettings
 from cqrs_shared.problems import install_problem_handlers, problem_response
 from cqrs_shared.service_http import operations_router, service_lifespan
-from cqrs_shared.tracing import instrument_http
+from cqrs_shared.tracing import http_telemetry
 from cqrs_shared.write_store import WriteStoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,12 @@ def create_app(
     settings = settings or CommandServiceSettings(**overrides)
     service = CommandService(settings, CommandRegistry(aggregates))
 
-    app = FastAPI(title="command-svc", version="0.1.0", lifespan=service_lifespan(service))
+    app = FastAPI(
+        title="command-svc",
+        version="0.1.0",
+        lifespan=service_lifespan(service),
+        telemetry=http_telemetry(),
+    )
     install_problem_handlers(app)
     # Starlette types handlers as taking any Exception; this one is registered for its own class.
     app.add_exception_handler(WriteStoreUnavailableError, _store_unavailable)  # type: ignore[arg-type]
@@ -52,7 +57,6 @@ def create_app(
     }
     app.include_router(operations_router(checks, liveness=service.liveness))
     app.state.service = service
-    instrument_http(app)
     return app
 
 

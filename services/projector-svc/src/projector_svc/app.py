@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from cqrs_shared.problems import install_problem_handlers
 from cqrs_shared.read_models import ProjectionDefinition
 from cqrs_shared.service_http import operations_router, service_lifespan
+from cqrs_shared.tracing import http_telemetry
 from projector_svc.declared import DeclaredProjection
 from projector_svc.service import ProjectorService
 from projector_svc.settings import ProjectorSettings
@@ -26,7 +27,12 @@ def create_app(
     settings = settings or ProjectorSettings(**overrides)
     service = ProjectorService(settings, [DeclaredProjection(d) for d in definitions])
 
-    app = FastAPI(title="projector-svc", version="0.1.0", lifespan=service_lifespan(service))
+    app = FastAPI(
+        title="projector-svc",
+        version="0.1.0",
+        lifespan=service_lifespan(service),
+        telemetry=http_telemetry(),
+    )
     install_problem_handlers(app)
     app.include_router(
         operations_router(

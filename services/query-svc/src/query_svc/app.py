@@ -18,7 +18,7 @@ from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.problems import install_problem_handlers
 from cqrs_shared.read_models import definition_named, merged_catalog
 from cqrs_shared.service_http import operations_router
-from cqrs_shared.tracing import instrument_http
+from cqrs_shared.tracing import http_telemetry
 from query_svc.access import RememberingVerifier, authorizer_for
 from query_svc.consistency import ConsistencyWaiter
 from query_svc.cursor import CursorCodec
@@ -109,6 +109,7 @@ def create_app(
         version="0.2.0",
         description="Read models over HTTP: declared views, keyset pages, read-your-writes, live streams.",
         lifespan=lifespan,
+        telemetry=http_telemetry(),
     )
     install_problem_handlers(app)
     app.add_middleware(RequestMetrics)
@@ -118,5 +119,4 @@ def create_app(
     app.include_router(build_router(catalog, engine, authorizer, read_options, streams))
     app.include_router(operations_router({"postgres": _readiness(reader, catalog)}))
     app.state.components = {"reader": reader, "hub": hub, "listener": listener, "engine": engine}
-    instrument_http(app)
     return app

@@ -174,6 +174,24 @@ class WriteStoreContract:
         head = await store.load_head("tally", "a")
         assert head is not None and head.published is True
 
+    async def test_a_commits_trace_context_reads_back_wherever_the_publishers_read_it(
+        self, store: WriteStore
+    ) -> None:
+        # The relay continues a command's trace from what the store gives back, after a crash too.
+        carrier = {
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "tracestate": "k=v",
+        }
+        traced = make_commit("t", 1, shard=4).model_copy(update={"trace_context": carrier})
+        await store.append(traced)
+        await store.append(make_commit("t", 2, shard=4))
+        scanned = await store.unpublished({4}, 10)
+        assert [c.trace_context for c in scanned] == [carrier, None]
+        assert [c.trace_context for c in await store.unpublished_in_stream("tally", "t")] == [carrier, None]
+        history = [c async for c in store.history({"tally"})]
+        assert [c.trace_context for c in history] == [carrier, None]
+        assert history[0] == traced
+
     async def test_history_walks_every_aggregate_in_version_order(self, store: WriteStore) -> None:
         for version in range(1, 12):
             await store.append(make_commit("a", version))
