@@ -1,4 +1,5 @@
-"""`cqrs command send`: put a command onto `commands` (or POST it), optionally awaiting its outcome."""
+"""`cqrs command send`: put a command onto `commands` (or POST it), optionally awaiting its outcome;
+`cqrs command trace` (in `command_trace`): what happened to one."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
+from cqrs_cli import command_trace
 from cqrs_shared.envelopes import CommandEnvelope
 from cqrs_shared.topics import TopicNames
 
-app = typer.Typer(help="Send commands.", no_args_is_help=True)
+app = typer.Typer(help="Send commands, and trace what happened to one.", no_args_is_help=True)
+app.command("trace", epilog=command_trace.EPILOG)(command_trace.trace)
 
 
 def _envelope(

@@ -5,7 +5,8 @@ Each call opens what it needs from the settings (a small pool, a Kafka client) a
 - `rebuild`: a fresh build from the event topics' history, caught up and swapped in (see `rebuild`);
 - `list_parked` / `replay`: parked events, and their replay by the replica owning the partition;
 - `prune` / `drop`: remove retired (or abandoned) builds;
-- `dead_letters`: the records on `events.dlq` with their `dlq.*` headers.
+- `dead_letters`: the records on `events.dlq` with their `dlq.*` headers;
+- `aggregate_progress`: how far the active build has applied one aggregate (`cqrs command trace`).
 Projections are named as in `PROJECTOR_SVC_PROJECTIONS` (`projection_named`).
 """
 
@@ -31,6 +32,7 @@ from projector_svc.replayer import Progress, SwapTimeoutError
 from projector_svc.settings import ProjectorSettings
 
 __all__ = [
+    "AggregateProgress",
     "Build",
     "BuildInfo",
     "DeadLetterRecord",
@@ -42,6 +44,7 @@ __all__ = [
     "RebuildAlreadyRunningError",
     "RebuildOptions",
     "SwapTimeoutError",
+    "aggregate_progress",
     "dead_letter_counts",
     "dead_letters",
     "drop",
@@ -84,6 +87,24 @@ class ProjectionStatus:
     @property
     def lag(self) -> int:
         return sum(p.lag for p in self.partitions)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateProgress:
+    """One aggregate in a projection's active build: the version applied (0: none) and what of its
+    history is parked (waiting for a gap, refused, or held behind a refused event)."""
+
+    projection: str
+    build: str
+    applied_version: int
+    parked: list[ParkedEvent] = field(default_factory=list)
+
+    def state_of(self, version: int) -> str:
+        """`applied`, `parked (<reason>)` or `pending` (not reached yet) for one event version."""
+        if version <= self.applied_version:
+            return "applied"
+        reason = next((p.reason for p in self.parked if p.version == version), None)
+        return f"parked ({reason})" if reason else "pending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +223,24 @@ async def replay(
         if not marked or wait <= 0:
             return marked, []
         return marked, await parked.wait_for_replay(connection, projection, marked, within=wait)
+
+
+async def aggregate_progress(
+    settings: ProjectorSettings, projection: str, aggregate: AggregateKey
+) -> AggregateProgress:
+    """The applied version and parked events of one aggregate in the active build, read in one
+    snapshot (`NoActiveBuildError` when the projection never ran on this database)."""
+    async with _connection(settings) as connection, connection.transaction(isolation="repeatable_read"):
+        schema = await active_schema(connection, projection)
+        if schema is None:
+            raise NoActiveBuildError(f"{projection} has no active build in this database")
+        applied = await connection.fetchval(
+            f'SELECT version FROM "{schema}".aggregate_versions'  # noqa: S608  # schema from projector.builds
+            " WHERE aggregate_type = $1 AND aggregate_id = $2",
+            *aggregate,
+        )
+        held = await parked.list_parked(connection, projection, aggregates=[aggregate])
+    return AggregateProgress(projection, schema, applied or 0, held)
 
 
 async def dead_letter_counts(settings: ProjectorSettings) -> dict[str, int]:
