@@ -231,7 +231,8 @@ async def aggregate_progress(
     """The applied version and parked events of one aggregate in the active build, read in one
     snapshot (`NoActiveBuildError` when the projection never ran on this database)."""
     async with _connection(settings) as connection, connection.transaction(isolation="repeatable_read"):
-        schema = await active_schema(connection, projection)
+        ran = await connection.fetchval("SELECT to_regclass('projector.builds')") is not None
+        schema = await active_schema(connection, projection) if ran else None
         if schema is None:
             raise NoActiveBuildError(f"{projection} has no active build in this database")
         applied = await connection.fetchval(
