@@ -20,6 +20,7 @@ VARIANTS: dict[str, tuple[tuple[Path, ...], tuple[str, ...]]] = {
     "default": ((COMPOSE,), ()),
     "dynamodb": ((COMPOSE,), ("dynamodb",)),
     "aws-like": ((COMPOSE, AWS_LIKE), ()),
+    "aws-like+mongodb": ((COMPOSE, AWS_LIKE), ("mongodb",)),
 }
 #: A clean environment: the test process's own DATABASE_URL and friends must not interpolate.
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT / ".stack")}
@@ -49,3 +50,10 @@ def resolve(variant: str) -> dict[str, dict[str, Any]]:
     assert done.returncode == 0, done.stderr
     services: dict[str, dict[str, Any]] = yaml.safe_load(done.stdout)["services"]
     return services
+
+
+def profiles(files: tuple[Path, ...]) -> set[str]:
+    """Every profile the merged files declare (`docker compose config --profiles`)."""
+    done = compose("config", "--profiles", files=files)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())

@@ -1,5 +1,6 @@
 """docker-compose.yml and its aws-like override: every variant (the default, `--profile dynamodb`, the
-aws-like override) is what `docker compose config` resolves, and in each, what compose sets is what the
+aws-like override with and without `--profile mongodb`; a test checks that no declared profile is
+left out) is what `docker compose config` resolves, and in each, what compose sets is what the
 services read, ports agree with their settings, topics are created by one setup run, every
 long-running service has a healthcheck start period and limits, and no secret has a default outside
 .env.example. The aws-like variant runs the way AWS does: DynamoDB and its stream, no MongoDB, and
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.deploy.compose_config import AWS_LIKE, COMPOSE, ENV_EXAMPLE, VARIANTS, compose, resolve
+from tests.deploy.compose_config import AWS_LIKE, COMPOSE, ENV_EXAMPLE, VARIANTS, compose, profiles, resolve
 from tests.deploy.rendering import AWS_SDK_VARIABLES, ROOT, SERVICES, env_names
 
 TLS_SCRIPT = ROOT / "deploy/compose/postgres-tls.sh"
@@ -56,11 +57,18 @@ def script_variables(path: Path) -> set[str]:
 
 def test_docker_compose_config_accepts_every_variant(resolved: tuple[str, dict[str, dict[str, Any]]]) -> None:
     variant, services = resolved
+    aws_like = variant.startswith("aws-like")
     assert ("dynamodb" in services) == (variant != "default")
-    assert ("mongodb" in services) == (variant != "aws-like")
-    assert ("stream-publisher" in services) == (variant == "aws-like")
+    assert ("mongodb" in services) == (not aws_like or "mongodb" in VARIANTS[variant][1])
+    assert ("stream-publisher" in services) == aws_like
     assert services["query-svc"]["environment"]["DATABASE_URL"].startswith("postgresql://cqrs:")
     assert services["command-svc"]["environment"]["JWT_SECRET"]
+
+
+def test_the_variants_cover_every_profile_the_files_declare() -> None:
+    for files in {files for files, _ in VARIANTS.values()}:
+        covered = {p for fs, chosen in VARIANTS.values() if fs == files for p in chosen}
+        assert profiles(files) == covered, [f.name for f in files]
 
 
 def test_every_variable_set_is_one_its_service_reads(resolved: tuple[str, dict[str, dict[str, Any]]]) -> None:
