@@ -15,6 +15,7 @@ import sys
 
 from command_svc.settings import CommandServiceSettings
 from command_svc.write_store.dynamo_store import DynamoWriteStore
+from cqrs_shared.write_store import WriteStoreUnavailableError
 
 
 async def live_members(settings: CommandServiceSettings) -> list[str]:
@@ -27,7 +28,12 @@ async def live_members(settings: CommandServiceSettings) -> list[str]:
 
 def main() -> int:
     settings = CommandServiceSettings()
-    members = asyncio.run(live_members(settings))
+    try:
+        members = asyncio.run(live_members(settings))
+    except WriteStoreUnavailableError as exc:
+        # One line for `docker inspect`'s health log rather than a traceback.
+        sys.stderr.write(f"stream publisher {settings.instance_id!r}: leases table unreadable: {exc}\n")
+        return 1
     if settings.instance_id in members:
         return 0
     sys.stderr.write(f"stream publisher {settings.instance_id!r} has no live heartbeat (live: {members})\n")

@@ -1,8 +1,8 @@
 """The aws-like compose stack's healthcheck of the stream publisher process
-(deploy/compose/stream_publisher_alive.py), against the real process on moto: unhealthy before the
-publisher runs, healthy once its heartbeat is in the leases table, unhealthy for another member's
-name, and unhealthy again after a SIGTERM (the publisher leaves the member list as it hands its
-shards over)."""
+(deploy/compose/stream_publisher_alive.py), against the real process on moto: unhealthy (one line,
+no traceback) without the tables, unhealthy before the publisher runs, healthy once its heartbeat is
+in the leases table, unhealthy for another member's name, and unhealthy again after a SIGTERM (the
+publisher leaves the member list as it hands its shards over)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,9 @@ async def test_the_probe_follows_the_publishers_heartbeat(
         "LOG_FORMAT": "text",
         "CQRS_AUTH_MODE": "disabled",  # the publisher takes no commands
     }
+    missing = probe({**env, "DYNAMODB_TABLE_PREFIX": f"missing{unique}-"})
+    assert missing.returncode == 1
+    assert "leases table unreadable" in missing.stderr and "Traceback" not in missing.stderr
     async with tables(dynamodb_endpoint, f"t{unique}-"):
         before = probe(env)
         assert before.returncode == 1, before.stderr
