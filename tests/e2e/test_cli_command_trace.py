@@ -126,7 +126,7 @@ async def test_an_accepted_command_is_traced_to_its_events_and_their_projection(
     assert on_kafka["event_id"] == event["event_id"]
     assert event["projections"] == [{"projection": "shop", "state": "applied", "applied_version": 2}]
 
-    pretty = await cqrs("command", "trace", renamed["command_id"])
+    pretty = await cqrs("command", "trace", renamed["command_id"], "--since", "10m")
     assert pretty.exit_code == 0, pretty.output
     assert f"  outcome  accepted: customer/{customer} v2" in pretty.stdout
     assert f"  trace    {TRACE_ID}" in pretty.stdout
@@ -146,6 +146,8 @@ async def test_rejected_and_unknown_commands_and_unreachable_servers(
     assert result.exit_code == 0, result.output
     assert "  outcome  rejected (not_found): " in result.stdout
     assert "  event " not in result.stdout
+    later = await cqrs("command", "trace", rejected["command_id"], "--since", "2099-01-01T00:00:00")
+    assert later.exit_code == 1  # nothing was sent after that time
 
     unknown = str(uuid.uuid4())
     missing = await cqrs("command", "trace", unknown)

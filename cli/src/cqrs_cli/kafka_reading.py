@@ -98,14 +98,16 @@ async def scan(
 ) -> None:
     """Read `tp` from `since_ms` (or its beginning) to the end it has now, calling `visit` on every
     record, until `stop()` says everything sought was found."""
+    # Assigned first: offset lookups need the topic in the consumer's metadata, which an
+    # assignment adds (without it they fail as stale metadata until they time out).
+    consumer.assign([tp])
     end = int((await consumer.end_offsets([tp]))[tp])
     position = await _start_offset(consumer, tp, since_ms)
     if position >= end:
         return
-    consumer.assign([tp])
     consumer.seek(tp, position)
     while position < end and not stop():
-        batch = await consumer.getmany(tp, timeout_ms=1000, max_records=500)
+        batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
         for record in batch.get(tp, []):
             position = record.offset + 1
             if record.offset < end:
