@@ -4,7 +4,8 @@ scrape of `/metrics` never calls a dependency."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -36,11 +37,19 @@ async def until(condition: Callable[[], bool]) -> None:
 
 async def test_the_refresh_loop_reports_readiness_per_dependency_and_for_the_service() -> None:
     store, broker = Dependency(), Dependency()
-    app = FastAPI()
+    started: list[str] = []
+
+    @asynccontextmanager
+    async def own_lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        started.append("service")  # as the services' apps start their service in their own lifespan
+        yield
+
+    app = FastAPI(lifespan=own_lifespan)
     app.include_router(
         operations_router({"test-store": store.check, "test-broker": broker.check}, refresh_seconds=0.02)
     )
     async with app.router.lifespan_context(app):
+        assert started == ["service"]
         await until(lambda: gauge("cqrs_service_ready") == 1)
         assert gauge("cqrs_dependency_up", dependency="test-store") == 1
 
