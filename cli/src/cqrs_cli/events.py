@@ -1,7 +1,8 @@
 """`cqrs events tail`: follow the event topics, one line per event or one JSON object per line.
 
-Reads every `events.<aggregate type>` topic of the prefix (not `events.dlq`) that exists when it
-starts, outside any consumer group, so it changes nothing for the services. Records that are not
+Reads every `events.<aggregate type>` topic of the prefix (not `events.dlq`), outside any consumer
+group, so it changes nothing for the services; topics created later (a new aggregate type) are
+followed too, from their beginning, within `NEW_TOPICS_SECONDS`. Records that are not
 events are shown as undecodable rather than stopping the tail.
 """
 
@@ -25,6 +26,8 @@ from cqrs_shared.topics import TopicNames
 from cqrs_shared.tracing import trace_id_in_headers
 
 EXIT_UNAVAILABLE = 4
+#: Seconds between looks for event topics created since the tail started.
+NEW_TOPICS_SECONDS = 10.0
 #: A payload longer than this is cut in the one-line form (never in `--json`).
 PAYLOAD_CHARS = 240
 
@@ -124,6 +127,25 @@ async def _assign(
     return partitions
 
 
+async def _add_new_topics(
+    consumer: AIOKafkaConsumer, bootstrap: str, topics: TopicNames, assigned: list[TopicPartition]
+) -> list[TopicPartition]:
+    """Also follow event topics created since the tail started (a new aggregate type), from their
+    beginning: everything on them is newer than the tail."""
+    known = {tp.topic for tp in assigned}
+    new = [name for name in event_topics(await consumer.topics(), topics) if name not in known]
+    fresh = await partitions_of(bootstrap, new) if new else []
+    if not fresh:
+        return assigned
+    # `assign` replaces the assignment and forgets positions: keep those of the followed partitions.
+    positions = {tp: await consumer.position(tp) for tp in assigned}
+    consumer.assign([*assigned, *fresh])
+    for tp, offset in positions.items():
+        consumer.seek(tp, offset)
+    await consumer.seek_to_beginning(*fresh)
+    return [*assigned, *fresh]
+
+
 async def tail(
     bootstrap: str,
     topics: TopicNames,
@@ -136,10 +158,16 @@ async def tail(
     """Show matching records as they arrive (in timestamp order within each fetch) until `count`
     were shown, or forever; returns how many were shown."""
     shown = 0
+    loop = asyncio.get_running_loop()
     async with reading(bootstrap) as consumer:
-        if not await _assign(consumer, bootstrap, topics, from_beginning):
+        assigned = await _assign(consumer, bootstrap, topics, from_beginning)
+        if not assigned:
             raise BrokerUnavailableError(f"no event topics ({topics.events('*')}) on {bootstrap}")
+        look_again = loop.time() + NEW_TOPICS_SECONDS
         while count is None or shown < count:
+            if loop.time() >= look_again:
+                assigned = await _add_new_topics(consumer, bootstrap, topics, assigned)
+                look_again = loop.time() + NEW_TOPICS_SECONDS
             batch = await consumer.getmany(timeout_ms=500)
             records = sorted(
                 (r for rs in batch.values() for r in rs), key=lambda r: (r.timestamp, r.topic, r.partition)

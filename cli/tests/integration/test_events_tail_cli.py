@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from typer.testing import Result
 
+from cqrs_cli import events
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.testing.service_processes import free_port
 from projector_svc.testing.kafka_feed import EventFeed
@@ -119,3 +122,41 @@ async def test_help_shows_examples(cqrs: Cqrs) -> None:
     assert result.exit_code == 0
     assert "cqrs events tail --aggregate c-42 --from-beginning" in result.stdout
     assert "topic[partition]@offset" in result.stdout
+
+
+async def test_an_event_topic_created_during_the_tail_is_followed_from_its_beginning(
+    feed: EventFeed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "NEW_TOPICS_SECONDS", 0.2)
+    seen: list[EventEnvelope | str] = []
+    tail = asyncio.ensure_future(
+        events.tail(feed.bootstrap, feed.topics, events.Filters(), lambda _r, e: seen.append(e), count=2)
+    )
+    history = ShopHistory(seed=25)
+    async with asyncio.timeout(60):
+        while not seen:  # the tail starts at the end: once it shows one event, it is following
+            await feed.send(history.take(1))
+            await asyncio.wait({tail}, timeout=0.3)
+
+    gizmos = feed.topics.events("gizmo")
+    admin = AIOKafkaAdminClient(bootstrap_servers=feed.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(gizmos, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    made = EventEnvelope(
+        event_id=EventEnvelope.id_for("gizmo", "g-1", 1),
+        type="GizmoMade",
+        schema_version=1,
+        aggregate_type="gizmo",
+        aggregate_id="g-1",
+        version=1,
+        occurred_at=datetime.now(UTC),
+        correlation_id="gizmo-flow",
+        causation_id="cmd-gizmo",
+        payload={},
+    )
+    await feed.send([made])
+    assert await asyncio.wait_for(tail, 60) == 2
+    assert isinstance(seen[1], EventEnvelope) and seen[1].event_id == made.event_id
