@@ -48,6 +48,7 @@ Headers = list[tuple[str, bytes]]
 OPERATIONS_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 _state = {"enabled": False}
+_tracer: dict[str, trace.Tracer] = {}
 
 
 def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
@@ -158,7 +159,11 @@ def _operations_route(scope: MutableMapping[str, Any]) -> bool:
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(SCOPE)
+    """The tracer of this code base's spans (made once: the SDK builds a new one per request)."""
+    made = _tracer.get("tracer")
+    if made is None:
+        made = _tracer["tracer"] = trace.get_tracer(SCOPE)
+    return made
 
 
 class _HeaderGetter(Getter[Sequence[tuple[str, bytes]]]):
