@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import typer
+from pydantic import ValidationError
 
 from cqrs_cli.kafka_reading import BrokerUnavailableError, find_keyed, reading
 from cqrs_shared.kafka_io import KafkaRecord
@@ -265,8 +266,21 @@ def trace(
 ) -> None:
     """Show what happened to one command: its outcome, the events it produced (topic, partition,
     offset), whether each projection has applied them, and its trace id."""
+    starting = parse_since(since)
     try:
-        result = asyncio.run(trace_command(ProjectorSettings(), command_id, projection, parse_since(since)))
+        settings = ProjectorSettings()
+    except ValidationError as exc:
+        typer.echo(f"invalid configuration in the environment: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    names = list(projection or settings.projections)
+    for name in names:
+        try:
+            operations.projection_named(name)
+        except ValueError as exc:
+            hint = "--projection" if projection else "PROJECTOR_SVC_PROJECTIONS"
+            raise typer.BadParameter(str(exc), param_hint=hint) from exc
+    try:
+        result = asyncio.run(trace_command(settings, command_id, names, starting))
     except UnknownCommandError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_UNKNOWN) from exc

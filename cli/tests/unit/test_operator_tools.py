@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
+from typer.testing import CliRunner
 
 from cqrs_cli.command_trace import parse_since
 from cqrs_cli.events import event_topics
+from cqrs_cli.main import app
 from cqrs_shared.topics import TopicNames
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -51,3 +53,20 @@ def test_a_tail_reads_the_event_topics_of_its_prefix_only() -> None:
     }
     assert event_topics(names, TopicNames("p.")) == ["p.events.customer", "p.events.order"]
     assert event_topics(names, TopicNames("")) == ["events.customer"]
+
+
+def test_trace_refuses_an_unknown_projection_before_connecting_anywhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing listens there: a refusal that needed Kafka would say "cannot reach Kafka" instead.
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    runner = CliRunner()
+    args = ["command", "trace", "0b6f4a40-3e0e-4a55-8f0b-5f1b2c3d4e5f"]
+    named = runner.invoke(app, [*args, "--projection", "nosuch"])
+    assert named.exit_code == 2
+    assert "no projection named 'nosuch'" in named.output
+    monkeypatch.setenv("PROJECTOR_SVC_PROJECTIONS", "nosuch")
+    configured = runner.invoke(app, args)
+    assert configured.exit_code == 2
+    assert "PROJECTOR_SVC_PROJECTIONS" in configured.output
+    assert "Traceback" not in named.output + configured.output
