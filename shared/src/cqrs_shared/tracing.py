@@ -134,6 +134,14 @@ def _exporter(name: str) -> Any:
     raise ValueError(f"OTEL_TRACES_EXPORTER={name!r}: this service exports with 'otlp' or 'console'")
 
 
+def flush_tracing(timeout_millis: int = 5000) -> None:
+    """Export the spans ended so far, now (a Lambda invocation's end: the container may be frozen
+    before the background exporter's next turn); a no-op when tracing is off."""
+    force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if _state["enabled"] and force_flush is not None:
+        force_flush(timeout_millis)
+
+
 def shutdown_tracing() -> None:
     """Flush and stop the exporter (at a clean shutdown); a no-op when tracing is off."""
     provider = trace.get_tracer_provider()

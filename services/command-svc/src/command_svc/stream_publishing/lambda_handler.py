@@ -28,6 +28,7 @@ from cqrs_shared.dynamo_stream import UndecodableRecordError, commit_of_record, 
 from cqrs_shared.kafka_io import KafkaEventPublisher, make_producer, publish_commits
 from cqrs_shared.settings import KafkaSettings, settings_config
 from cqrs_shared.topics import TopicNames
+from cqrs_shared.tracing import configure_tracing, flush_tracing
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class _Runtime:
 
 
 async def _start(settings: LambdaSettings) -> StreamBatchPublisher:
+    # The relay's tracing, for the same `OTEL_*` variables: publish spans continue the stored traces.
+    configure_tracing("stream-lambda")
     if settings.kafka_security_protocol != "SSL":
         producer = make_producer(settings.kafka_bootstrap_servers, client_id="stream-lambda")
     else:
@@ -114,7 +117,10 @@ _runtime = _Runtime()
 def handler(event: dict[str, Any], context: object) -> dict[str, list[dict[str, str]]]:
     """The Lambda entry point (`command_svc.stream_publishing.lambda_handler.handler`)."""
     publisher = _runtime.get()
-    return _runtime.runner.run(publisher.publish(event.get("Records", [])))
+    try:
+        return _runtime.runner.run(publisher.publish(event.get("Records", [])))
+    finally:
+        flush_tracing()
 
 
 def shutdown() -> None:
