@@ -122,6 +122,31 @@ class WriteStoreContract:
         assert sum(r is None for r in results) == 1
         assert all(isinstance(r, ConcurrencyConflictError) for r in results if r is not None)
 
+    async def test_many_concurrent_appends_each_get_their_own_answer(self, store: WriteStore) -> None:
+        # Adapters may group concurrent writes (the MongoDB one sends them as unordered bulks): a
+        # collision of one must never decide the answer of another sent alongside it.
+        taken = [make_commit(f"taken-{i}", 1) for i in range(10)]
+        await asyncio.gather(*(store.append(c) for c in taken))
+        fresh = [make_commit(f"fresh-{i}", 1) for i in range(60)]
+        repeats = [make_commit(f"elsewhere-{i}", 1, command_id=c.command_id) for i, c in enumerate(taken[:5])]
+        conflicts = [make_commit(c.aggregate_id, 1) for c in taken[5:]]
+        mixed = [*fresh, *repeats, *conflicts]
+        order = sorted(range(len(mixed)), key=lambda i: (i * 37) % len(mixed))  # interleaved
+        results = await asyncio.gather(*(store.append(mixed[i]) for i in order), return_exceptions=True)
+        answer = {
+            mixed[i].commit_id + str(mixed[i].command_id): r for i, r in zip(order, results, strict=True)
+        }
+        for commit in fresh:
+            assert answer[commit.commit_id + str(commit.command_id)] is None
+            assert await store.find_outcome(commit.command_id) == commit.outcome()
+        for commit, original in zip(repeats, taken[:5], strict=True):
+            error = answer[commit.commit_id + str(commit.command_id)]
+            assert isinstance(error, DuplicateCommandError) and error.existing == original.outcome()
+            assert await store.load_head("tally", commit.aggregate_id) is None
+        for commit in conflicts:
+            assert isinstance(answer[commit.commit_id + str(commit.command_id)], ConcurrencyConflictError)
+            assert await store.find_outcome(commit.command_id) is None
+
     async def test_the_first_rejection_recorded_wins(self, store: WriteStore) -> None:
         command_id = uuid.uuid4()
         assert await store.find_outcome(command_id) is None

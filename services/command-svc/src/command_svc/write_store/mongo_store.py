@@ -22,6 +22,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from command_svc.write_store.mongo_group_insert import GroupInsert
 from cqrs_shared.results import CommandResult, Rejected
 from cqrs_shared.write_store.port import (
     Commit,
@@ -163,6 +164,8 @@ class MongoWriteStore:
         self._client = client
         self._db = database
         self._commits: AsyncCollection[Document] = database["commits"]
+        #: Every new document (commits, rejections) goes through it: see `GroupInsert`.
+        self._inserts = GroupInsert(lambda: self._commits)
         self._connect = connect
         self._probe_client = probe_client
         self._progress = _Progress()
@@ -262,6 +265,7 @@ class MongoWriteStore:
         return MongoLeaseStore(lambda: (self._lease_client or self._client)[self._db.name], clock=clock)
 
     async def close(self) -> None:
+        await self._inserts.close()
         await self._client.close()
         for extra in (self._probe_client, self._lease_client):
             if extra is not None:
@@ -282,7 +286,7 @@ class MongoWriteStore:
 
     async def append(self, commit: Commit) -> None:
         try:
-            await self._commits.insert_one(_to_document(commit))
+            await self._inserts.insert(_to_document(commit))
         except DuplicateKeyError:
             # Which unique key collided decides the answer; asking is clearer than parsing messages.
             existing = await self.find_outcome(commit.command_id)
@@ -301,7 +305,7 @@ class MongoWriteStore:
 
     async def record_rejection(self, rejection: Rejected) -> CommandResult:
         try:
-            await self._commits.insert_one(_rejection_document(rejection))
+            await self._inserts.insert(_rejection_document(rejection))
         except DuplicateKeyError:
             existing = await self.find_outcome(rejection.command_id)
             return existing or rejection
