@@ -176,6 +176,15 @@ def test_dynamodb_and_aurora_variants_use_iam_roles_and_no_store_secrets() -> No
     env = {e["name"]: e.get("value") for e in command["env"]}
     assert env["WRITE_STORE"] == "dynamodb"
     assert "MONGODB_URI" not in env
+    # One publisher of the stored events: the replicas read the table's stream, no outbox relay too.
+    assert env["COMMAND_SVC_EVENT_PUBLISHER"] == "dynamodb-stream"
+    lambda_publishes = render([VARIANTS["aws"]], ["writeStore.dynamodb.eventPublisher=none"])
+    command_env = of_kind(lambda_publishes, "Deployment")["cqrs-command-svc"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
+    assert {"name": "COMMAND_SVC_EVENT_PUBLISHER", "value": "none"} in command_env
+    unknown = render_text([VARIANTS["aws"]], ["writeStore.dynamodb.eventPublisher=kinesis"])
+    assert unknown.returncode != 0
     query = of_kind(documents, "Deployment")["cqrs-query-svc"]["spec"]["template"]["spec"]
     query_env = {e["name"]: e.get("value") for e in query["containers"][0]["env"]}
     assert (query_env["DATABASE_SSLMODE"], query_env["DATABASE_IAM_AUTH"]) == ("verify-full", "true")

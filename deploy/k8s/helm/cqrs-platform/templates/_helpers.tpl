@@ -109,6 +109,7 @@ variable is one the service's settings read (tests/deploy checks this against th
 - {name: DYNAMODB_ENDPOINT_URL, value: {{ . | quote }}}
 {{- end }}
 - {name: DYNAMODB_TABLE_PREFIX, value: {{ $ws.dynamodb.tablePrefix | quote }}}
+- {name: COMMAND_SVC_EVENT_PUBLISHER, value: {{ $ws.dynamodb.eventPublisher | quote }}}
 {{- with $ws.dynamodb.existingSecret }}
 {{ include "cqrs.secretEnv" (dict "name" "AWS_ACCESS_KEY_ID" "secret" . "key" "AWS_ACCESS_KEY_ID" "what" "writeStore.dynamodb.existingSecret") }}
 {{ include "cqrs.secretEnv" (dict "name" "AWS_SECRET_ACCESS_KEY" "secret" . "key" "AWS_SECRET_ACCESS_KEY" "what" "writeStore.dynamodb.existingSecret") }}
