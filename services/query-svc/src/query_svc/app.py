@@ -25,10 +25,11 @@ from query_svc.cursor import CursorCodec
 from query_svc.database import Reader
 from query_svc.declarations import Catalog
 from query_svc.engine import ReadEngine
+from query_svc.fast_reads import FastReads
 from query_svc.hub import ChangeHub
 from query_svc.listener import ProjectionListener
 from query_svc.metrics import RequestMetrics
-from query_svc.parameters import read_options_dependency
+from query_svc.parameters import collection_parameters, read_options_dependency
 from query_svc.routes import build_router
 from query_svc.settings import QuerySettings
 from query_svc.sql import relation
@@ -112,11 +113,24 @@ def create_app(
         telemetry=http_telemetry(),
     )
     install_problem_handlers(app)
-    app.add_middleware(RequestMetrics)
     read_options = read_options_dependency(settings.wait_default_ms, settings.wait_max_ms)
     authorizer = authorizer_for(RememberingVerifier(TokenVerifier(settings)))
     streams = Streams(engine, hub, _stream_settings(settings))
-    app.include_router(build_router(catalog, engine, authorizer, read_options, streams))
+    specs = {view.name: collection_parameters(view) for view in catalog.views}
+    reads = build_router(catalog, engine, authorizer, read_options, streams, specs)
+    app.include_router(reads)
+    # Inside RequestMetrics (added last, so outermost of the two): fast reads are counted too.
+    app.add_middleware(
+        FastReads,
+        catalog=catalog,
+        specs=specs,
+        engine=engine,
+        authorizer=authorizer,
+        read_options=read_options,
+        handlers=app.exception_handlers,
+        routes=reads.routes,
+    )
+    app.add_middleware(RequestMetrics)
     app.include_router(operations_router({"postgres": _readiness(reader, catalog)}))
     app.state.components = {"reader": reader, "hub": hub, "listener": listener, "engine": engine}
     return app

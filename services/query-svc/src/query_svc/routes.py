@@ -10,7 +10,7 @@ and answers JSON with an ETag, caching headers and the read model's position and
 # which refer to closure variables (the view, its role) that postponed evaluation cannot see.
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -47,11 +47,13 @@ def build_router(
     authorizer: Authorizer,
     read_options: ReadOptionsDependency,
     streams: Streams,
+    specs: Mapping[str, CollectionParameters] | None = None,
 ) -> APIRouter:
-    """One router with the read routes of every view and relation in the catalog."""
+    """One router with the read routes of every view and relation in the catalog (`specs`: the
+    views' collection parameters, when the caller built them already)."""
     router = APIRouter()
     for view in catalog.views:
-        parameters = collection_parameters(view)
+        parameters = specs[view.name] if specs is not None else collection_parameters(view)
         _item_route(router, view, engine, authorizer, read_options)
         _stream_route(router, view, engine, authorizer, read_options, streams)
         _page_route(router, parameters, engine, authorizer, read_options)
@@ -95,7 +97,7 @@ def _item_route(
     )
 
 
-def _page_body(request: Request, page: Page) -> tuple[bytes, dict[str, str]]:
+def page_body(request: Request, page: Page) -> tuple[bytes, dict[str, str]]:
     """`{"items": [...], "next": url | null}` spliced from the rows' JSON texts, and the Link header."""
     next_url, link = None, {}
     if page.next_cursor is not None:
@@ -152,7 +154,7 @@ def _page_route(
         page_query = spec.page_query(request, fixed=owner.conditions if owner else ())
         token = await engine.settle(view, options)
         page, position = await engine.page(view, page_query, token, owner=owner)
-        body, link = _page_body(request, page)
+        body, link = page_body(request, page)
         return cached_json(body, if_none_match=options.if_none_match, headers={**position.headers(), **link})
 
     if relation is None:

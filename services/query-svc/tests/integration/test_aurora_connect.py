@@ -175,8 +175,10 @@ async def test_every_new_connection_logs_in_with_a_fresh_token(tls_server: TlsSe
             await admin.close()
         second_pid = await _backend_pid_after_reconnect(reader)
         assert second_pid != first_pid
-        assert len(signer.issued) == 2
-        assert signer.issued[0][3] != signer.issued[1][3]
+        # At least one more login; how many depends on the pool (a background replacement for
+        # min_size, a failover drop expiring the rest), but each one signed a token of its own.
+        assert len(signer.issued) >= 2
+        assert len({t[3] for t in signer.issued}) == len(signer.issued)
     finally:
         await reader.close()
     stale = signer.issued[0][3]
@@ -186,11 +188,14 @@ async def test_every_new_connection_logs_in_with_a_fresh_token(tls_server: TlsSe
 
 async def _backend_pid_after_reconnect(reader: Reader) -> int:
     """The first read after the session ended may fail (503) on the dead connection; the next
-    one runs on a new connection."""
+    one runs on a new connection. The pid is asked of the server: the connection's cached pid
+    needs no round trip, so a dead connection not yet noticed would still answer with the old one
+    (the pool's release no longer runs a reset query that used to notice it)."""
     for _ in range(3):
         try:
             async with reader.connection() as connection:
-                return connection.get_server_pid()
+                pid: int = await connection.fetchval("SELECT pg_backend_pid()")
+                return pid
         except Exception:  # noqa: BLE001, S112  # the dead connection's one failure, as a 503
             continue
     raise AssertionError("no read succeeded after the session ended")
