@@ -57,6 +57,17 @@ class ReadEngine:
         self.reader = reader
         self.waiter = waiter
         self._cursors = cursors
+        # Statement texts depend only on the declarations: built once per view (the profile of a
+        # point read showed their string building at 3-4 % of the service's CPU).
+        self._item_sql: dict[str, str] = {}
+        self._heads: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def _head(self, view: View, *extra: str) -> str:
+        key = (view.name, extra)
+        head = self._heads.get(key)
+        if head is None:
+            head = self._heads[key] = position_select(view.projection, *extra)
+        return head
 
     async def settle(self, view: View, options: ReadOptions) -> Token | None:
         """Wait (bounded) for the request's consistency token, if it has one; the token to report."""
@@ -68,7 +79,9 @@ class ReadEngine:
 
     async def item(self, view: View, key: str, token: Token | None) -> tuple[str | None, ReadPosition]:
         """The row as JSON text (None if absent) and the position it was read at."""
-        sql = joined_to(position_select(view.projection), select_item(view, parameter=3))
+        sql = self._item_sql.get(view.name)
+        if sql is None:
+            sql = self._item_sql[view.name] = joined_to(self._head(view), select_item(view, parameter=3))
         async with self.reader.connection() as connection:
             row = await connection.fetchrow(sql, *token_arguments(token), key)
         if row is None:
@@ -88,7 +101,7 @@ class ReadEngine:
         data, data_args, order_by = select_page(
             view, list(query.conditions), query.order, after, query.limit + 1, offset=len(head_args)
         )
-        sql = joined_to(position_select(view.projection, *extra), data, order_by)
+        sql = joined_to(self._head(view, *extra), data, order_by)
         async with self.reader.connection() as connection:
             rows = await connection.fetch(sql, *head_args, *data_args)
         position = position_of(rows[0], token)
