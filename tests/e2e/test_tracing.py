@@ -238,11 +238,29 @@ async def test_a_topic_command_republished_after_a_crash_continues_its_trace_and
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     assert not [s for s in collector.received() if s.trace_id == trace_id and s.kind == "PRODUCER"]
     second = start_service("command_svc", "COMMAND_SVC_PORT", **traced)
+    query = start_service("query_svc", "QUERY_SVC_PORT", **traced)
     second.wait_ready()
+    query.wait_ready()
+    # The reader waits for the republished event with the outcome's token, in the same trace.
+    reading = secrets.token_hex(8)
+    async with httpx.AsyncClient(timeout=30) as client:
+        read = await client.get(
+            f"{query.url}/v1/customers/{customer}",
+            params={"max_wait_ms": "10000"},
+            headers={
+                "Authorization": bearer("customers:read"),
+                "X-Consistency-Token": json.loads(results[0].value)["consistency_token"],
+                "traceparent": traceparent(trace_id, reading),
+            },
+        )
+    assert read.status_code == 200 and read.json()["name"] == "Ada", read.text
 
     def republished(spans: list[ReceivedSpan]) -> bool:
         publishes = [s for s in spans if s.trace_id == trace_id and s.kind == "PRODUCER"]
-        return any(linking_batch(spans, p) for p in publishes)
+        served = any(
+            s.trace_id == trace_id and s.service == "query-svc" and s.kind == "SERVER" for s in spans
+        )
+        return served and any(linking_batch(spans, p) for p in publishes)
 
     spans = await collector.wait_for(republished, within=60)
     ours = [s for s in spans if s.trace_id == trace_id]
@@ -254,6 +272,8 @@ async def test_a_topic_command_republished_after_a_crash_continues_its_trace_and
     publish = one(children(ours, handle), kind="PRODUCER")
     batch = linking_batch(spans, publish)
     assert batch is not None and batch.service == "projector-svc"
+    served = one(ours, service="query-svc", kind="SERVER", parent_id=reading)
+    assert [s.name for s in children(ours, served)].count("wait for consistency token") == 1
 
     # The event record carries the publish span's context and the flow's ids.
     events = await read_all(
