@@ -6,7 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import jwt
@@ -154,3 +155,51 @@ def test_disabled_auth_admits_anyone_with_every_role() -> None:
     principal = TokenVerifier(AuthSettings(auth_mode=AuthMode.DISABLED)).verify(None)
     assert principal.subject == "anonymous"
     principal.require("customers:erase")  # raises AuthError if any role were missing
+
+
+def test_a_remembered_token_still_expires_and_a_changed_one_is_verified_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verifier = TokenVerifier(HS.model_copy(update={"jwt_leeway_seconds": 0}))
+    token = jwt.encode(claims(exp=utc_now() + timedelta(seconds=60)), SECRET, algorithm="HS256")
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counting_decode(*args: object, **kwargs: object) -> object:
+        decoded.append("x")
+        return decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    assert verifier.verify(bearer(token)).subject == "alice"
+    assert verifier.verify(bearer(token)).subject == "alice"
+    assert decoded == ["x"], "the second use of the same token was verified again"
+    # One character changed (the signature's last): verified in full, and refused.
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    with pytest.raises(AuthError, match="not valid"):
+        verifier.verify(bearer(tampered))
+    # Past its `exp`, the remembered token is checked again, and refused.
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 120)
+    monkeypatch.setattr("jwt.api_jwt.datetime", _FutureDatetime)
+    with pytest.raises(AuthError, match="expired"):
+        verifier.verify(bearer(token))
+
+
+class _FutureDatetime(datetime):
+    """PyJWT's clock two minutes ahead, as `time.time` is in the test above."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]  # a plain datetime is all PyJWT needs
+        return datetime.now(tz) + timedelta(seconds=120)
+
+
+def test_the_remembered_tokens_are_bounded() -> None:
+    verifier = TokenVerifier(HS)
+    tokens = [
+        jwt.encode(claims(sub=f"user-{i}"), SECRET, algorithm="HS256")
+        for i in range(TokenVerifier.CACHE_SIZE + 10)
+    ]
+    for token in tokens:
+        verifier.verify(bearer(token))
+    assert len(verifier._verified) == TokenVerifier.CACHE_SIZE
+    assert tokens[0] not in verifier._verified and tokens[-1] in verifier._verified
