@@ -32,7 +32,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from bench.proc_cpu import CpuMeter, Role
+from bench.proc_cpu import CpuMeter, Role, descendants
 from cqrs_shared.auth import mint_token
 from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
 from cqrs_shared.testing.postgres import drop_database
@@ -232,8 +232,11 @@ def _expect_ok(status: int) -> None:
         raise RuntimeError(f"the query service answered {status}")
 
 
-def start_service(dsn: str, pool_size: int, *, auth: bool = True) -> tuple[ServiceProcess, str | None]:
-    """A running query-svc process on `dsn` (JWT auth on or off) and a token with the read role."""
+def start_service(
+    dsn: str, pool_size: int, *, auth: bool = True, workers: int = 1
+) -> tuple[ServiceProcess, str | None]:
+    """A running query-svc (`workers` processes) on `dsn`, JWT auth on or off, and a token with
+    the read role."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("QUERY_SVC_")},
@@ -243,6 +246,7 @@ def start_service(dsn: str, pool_size: int, *, auth: bool = True) -> tuple[Servi
         "LOG_LEVEL": "WARNING",
         "QUERY_SVC_PORT": str(port),
         "QUERY_SVC_POOL_SIZE": str(pool_size),
+        "QUERY_SVC_WORKERS": str(workers),
         "QUERY_SVC_CURSOR_SECRET": uuid.uuid4().hex,
     }
     process = ServiceProcess("query_svc", port, env, Path(tempfile.gettempdir()) / f"query-bench-{port}.log")
@@ -261,11 +265,13 @@ async def service(
     seconds: float,
     *,
     auth: bool = True,
+    workers: int = 1,
     roles: dict[str, Role] | None = None,
 ) -> dict[str, dict[str, float]]:
-    process, token = start_service(dsn, pool_size, auth=auth)
+    process, token = start_service(dsn, pool_size, auth=auth, workers=workers)
     if roles is not None and process.process is not None:
-        roles = {**roles, "service": [process.process.pid]}
+        pid = process.process.pid
+        roles = {**roles, "service": lambda: descendants(pid)}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     clients = [KeepAliveClient("127.0.0.1", process.port, headers) for _ in range(concurrency)]
 

@@ -52,10 +52,14 @@ def _query_rows(q: dict[str, Any]) -> list[str]:
         raw = f["raw"]
         rows.append(f"| B3 {label}: raw asyncpg | {_fmt(raw['rps'])} req/s | p99 {_fmt(raw['p99'], 1)} ms "
                     f"| {_fmt(raw.get('cpu_ms_per_op'), 3)} | reference |")  # fmt: skip
-        for auth in ("jwt_on", "jwt_off"):
+        for auth, name in (
+            ("jwt_on", "JWT on"),
+            ("jwt_off", "JWT off"),
+            ("jwt_on_2_workers", "JWT on, 2 workers"),
+        ):
             s = f[auth]
             rows.append(
-                f"| B3 {label}: query-svc, {auth.replace('_', ' ').upper()} | {_fmt(s['rps'])} req/s "
+                f"| B3 {label}: query-svc, {name} | {_fmt(s['rps'])} req/s "
                 f"| p99 {_fmt(s['p99'], 1)} ms | {_fmt(s.get('cpu_ms_per_op'), 3)} "
                 f"| {_verdict(f[f'ratio_{auth}'], 0.5)} |"
             )

@@ -37,6 +37,8 @@ async def query_suite(*, quick: bool) -> dict[str, Any]:
         reference = await raw(*shape, roles=roles)
         jwt_on = await service(*shape, auth=True, roles=roles)
         jwt_off = await service(*shape, auth=False, roles=roles)
+        # One server process per core (QUERY_SVC_WORKERS), each with a pool half the size.
+        workers = await service(dsn, orders, POOL_SIZE // 2, CONCURRENCY, seconds, workers=2, roles=roles)
         process, token = start_service(dsn, POOL_SIZE, auth=True)
         try:
             pid = process.process.pid if process.process else 0
@@ -63,6 +65,8 @@ async def query_suite(*, quick: bool) -> dict[str, Any]:
             "jwt_off": jwt_off[kind],
             "ratio_jwt_on": jwt_on[kind]["rps"] / reference[kind]["rps"],
             "ratio_jwt_off": jwt_off[kind]["rps"] / reference[kind]["rps"],
+            "jwt_on_2_workers": workers[kind],
+            "ratio_jwt_on_2_workers": workers[kind]["rps"] / reference[kind]["rps"],
             "ladder": ladders[kind],
             "p99_ms_at_1000": next(
                 (s["p99_ms"] for s in ladders[kind] if s["offered_per_s"] == 1000.0), None

@@ -42,6 +42,9 @@ class QuerySettings(AuthSettings, ObservabilitySettings, PostgresConnectSettings
     #: The projections whose read models this service serves (`QUERY_SVC_PROJECTIONS=shop,products`),
     #: each defined in `cqrs_shared.read_models.<name>`.
     projections: ProjectionNames = ("shop",)
+    #: Server processes sharing the port (uvicorn workers), each with its own reader pool and LISTEN
+    #: connection: one per core the service may use. 1 where replicas scale out instead.
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
     pool_min_size: Annotated[int, Field(ge=0, le=100)] = 1
     pool_size: Annotated[int, Field(ge=1, le=100)] = 10
     pool_acquire_timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 1000
