@@ -77,8 +77,11 @@ def command_router(
                 400, "not-a-command", "Not a command", outcome.detail, reason=outcome.reason
             )
         try:
-            # Bounded: with Kafka down the answer must not wait for the producer's own timeout.
-            await asyncio.wait_for(await results.send_outcome(outcome), RESULT_ACK_SECONDS)
+            # Bounded, enqueueing included: with Kafka down the answer must not wait for the
+            # producer's own timeout, and a freshly renewed producer's `send` waits up to that long
+            # for metadata before it even returns the delivery (the quick soak saw HTTP clients
+            # retry for 30 s during a Kafka outage, each attempt hanging there).
+            await asyncio.wait_for(_published(results, outcome), RESULT_ACK_SECONDS)
         except Exception:
             # The outcome is stored and answered here; only the notification record is missing.
             log.exception("could not publish the outcome of %s to command-results", outcome.command_id)
@@ -87,6 +90,11 @@ def command_router(
         return outcome
 
     return router
+
+
+async def _published(results: ResultsPublisher, outcome: Accepted | Rejected) -> None:
+    delivery = await results.send_outcome(outcome)
+    await delivery
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -210,3 +210,31 @@ async def test_event_topics_are_created_to_keep_history_forever(app: FastAPI, ka
         for resource in response.resources
     }
     assert retention == dict.fromkeys(names, "-1")
+
+
+async def test_http_answers_in_bounded_time_when_the_outcome_record_cannot_even_be_enqueued(
+    app: FastAPI, http: httpx.AsyncClient, token_for: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A freshly renewed producer waits for metadata inside `send` while Kafka is down: the HTTP
+    # answer must not wait with it (the outcome is stored; only its notification record is late).
+    hung: list[str] = []
+
+    async def send_hangs(outcome: Any) -> asyncio.Future[object]:
+        hung.append(str(outcome.command_id))
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(app.state.service.results, "send_outcome", send_hangs)
+    command = {
+        "command_id": str(uuid.uuid4()),
+        "type": "RegisterCustomer",
+        "aggregate_id": f"c-{uuid.uuid4().hex[:8]}",
+        "payload": {"name": "Ada", "email": "ada@example.com"},
+    }
+    async with asyncio.timeout(8):
+        response = await http.post(
+            "/v1/commands", json=command, headers={"Authorization": token_for("customers:write")}
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 1
+    assert hung == [command["command_id"]]
