@@ -75,7 +75,10 @@ async def references(count: int) -> dict[str, float]:
     topics = TopicNames(f"benchr5{uuid.uuid4().hex[:6]}.")
     names = [topics.commands, topics.command_results, topics.events("customer")]
     await ensure_topics(BOOTSTRAP, names, partitions=3, replication_factor=1)
-    commands = make_commands(count, 1)
+    # R5 drains 2,000 commands into an empty store in both sizes: its rate falls with the history
+    # (675/s at 2,000, 230/s at 10,000 on this machine: FerretDB serves the `$in` lookups without an
+    # index, the growth issue's subject), and a reference that slows with its own size is no limit.
+    commands = make_commands(min(count, 2000), 1)
     await produce(
         topics.commands, [(c["aggregate_id"].encode(), json.dumps(c).encode()) for c in commands], []
     )
