@@ -37,8 +37,7 @@ from cqrs_shared.envelopes import EventEnvelope, utc_now
 from cqrs_shared.testing.postgres import drop_database
 from cqrs_shared.testing.service_processes import E2E_SECRET, ServiceProcess, free_port
 from cqrs_shared.topics import TopicNames, ensure_topics
-from projector_svc.operations import projection_named
-from projector_svc.service import prepare_topics
+from projector_svc.operations import prepare_topics
 from projector_svc.settings import ProjectorSettings
 
 ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
@@ -105,7 +104,7 @@ async def _start_services(prefix: str, dsn: str) -> tuple[ServiceProcess, Servic
         "LOG_LEVEL": "WARNING",
     }
     settings = ProjectorSettings(database_url=dsn, topic_prefix=prefix, kafka_bootstrap_servers=BOOTSTRAP)
-    await prepare_topics(settings, projection_named("shop"))
+    await prepare_topics(settings, "shop")
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"bench-projector-{port}.log"
     projector = ServiceProcess("projector_svc", port, {**env, "PROJECTOR_SVC_PORT": str(port)}, log).start()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from cqrs_shared.read_models import ProjectionDefinition
 from cqrs_shared.topics import TopicNames
-from projector_svc import parked
+from projector_svc import parked, service
 from projector_svc import rebuild as rebuilds
 from projector_svc.builds import Build, BuildInfo, active_schema, drop_build, ensure_active_build, list_builds
 from projector_svc.declared import DeclaredProjection, projection_named
@@ -49,6 +49,7 @@ __all__ = [
     "dead_letters",
     "drop",
     "list_parked",
+    "prepare_topics",
     "projection_named",
     "prune",
     "rebuild",
@@ -151,6 +152,12 @@ async def status(settings: ProjectorSettings, projection: str) -> ProjectionStat
     )
     lags = [PartitionLag(t, p, at.get((t, p), 0), end) for (t, p), end in sorted(ends.items())]
     return ProjectionStatus(projection, builds, schema, lags, staleness, counts)
+
+
+async def prepare_topics(settings: ProjectorSettings, projection: str) -> TopicNames:
+    """Create the projection's event topics (kept forever) and the events DLQ where missing, as
+    projector-svc does at start-up, for a step that runs before any replica (or a benchmark)."""
+    return await service.prepare_topics(settings, projection_named(projection))
 
 
 async def migrate(settings: ProjectorSettings, projection: str) -> Build:
