@@ -46,12 +46,15 @@ class GroupInsert:
         self._max_in_flight = max_in_flight
         self._queue: list[tuple[Document, asyncio.Future[None]]] = []
         self._in_flight = 0
+        self._closed = False
         self._bulks: set[asyncio.Task[None]] = set()
         #: Bulks sent so far and documents in them (the grouping shows in their ratio).
         self.bulks_sent = 0
         self.documents_sent = 0
 
     async def insert(self, document: Document) -> None:
+        if self._closed:
+            raise PyMongoError("the write store was closed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((document, future))
         self._send_what_fits()
@@ -59,6 +62,7 @@ class GroupInsert:
 
     async def close(self) -> None:
         """Stop the bulks on their way; their callers and the queued ones get an error."""
+        self._closed = True  # a bulk ending below must not send the queue on
         for bulk in list(self._bulks):
             bulk.cancel()
         for bulk in list(self._bulks):
@@ -69,7 +73,7 @@ class GroupInsert:
             _settle(future, PyMongoError("the write store was closed"))
 
     def _send_what_fits(self) -> None:
-        while self._queue and self._in_flight < self._max_in_flight:
+        while self._queue and self._in_flight < self._max_in_flight and not self._closed:
             batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             self._in_flight += 1
             bulk = asyncio.create_task(self._send(batch), name="write-store-group-insert")
