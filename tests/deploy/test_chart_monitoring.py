@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from tests.deploy.rendering import (
     render,
     render_text,
 )
+from tests.observability.promtool import build_promtool, run
 
 pytestmark = pytest.mark.timeout(1200)  # the first helm call may build helm (minutes, once)
 
@@ -37,11 +37,7 @@ MONITORING = ("ServiceMonitor", "PrometheusRule")
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    built = subprocess.run(
-        [str(ROOT / "scripts/tools/promtool.sh")], capture_output=True, text=True, check=False, timeout=1800
-    )
-    assert built.returncode == 0, f"promtool could not be built:\n{built.stderr[-3000:]}"
-    return built.stdout.strip()
+    return build_promtool()
 
 
 def test_the_chart_reads_the_rules_and_the_dashboard_through_links_not_copies() -> None:
@@ -80,9 +76,7 @@ def test_the_rendered_rules_pass_promtool_and_the_rules_unit_tests(promtool: str
     (tmp_path / RULES.name).write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
     for args in (("check", "rules", RULES.name), ("test", "rules", RULE_TESTS.name)):
-        done = subprocess.run(
-            [promtool, *args], cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120
-        )
+        done = run(promtool, *args, cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
 
 

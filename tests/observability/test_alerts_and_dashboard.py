@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 import yaml
 
 from tests.observability.metric_names import ROOT, exposed_series, metrics_in
+from tests.observability.promtool import build_promtool, run
 
 RULES_DIR = ROOT / "deploy/prometheus"
 RULES = RULES_DIR / "alerts.yml"
@@ -26,17 +26,7 @@ DASHBOARD = ROOT / "deploy/grafana/cqrs-path.json"
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    built = subprocess.run(
-        [str(ROOT / "scripts/tools/promtool.sh")], capture_output=True, text=True, check=False, timeout=1800
-    )
-    assert built.returncode == 0, f"promtool could not be built:\n{built.stderr[-3000:]}"
-    return built.stdout.strip()
-
-
-def run(promtool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [promtool, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=120
-    )
+    return build_promtool()
 
 
 def _rules() -> list[dict[str, Any]]:

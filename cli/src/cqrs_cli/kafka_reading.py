@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from cqrs_shared import topics
 from cqrs_shared.kafka_io import KafkaRecord
 
 #: Bounded, so an unreachable broker is reported in seconds rather than after aiokafka's 40 s.
@@ -62,15 +62,8 @@ async def reading(bootstrap: str) -> AsyncIterator[AIOKafkaConsumer]:
 
 
 async def partitions_of(bootstrap: str, names: Sequence[str]) -> list[TopicPartition]:
-    """Every partition of the topics that exist among `names`, from the broker's metadata (a
-    consumer in no group only caches metadata of what it was assigned)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(names))
-    finally:
-        await admin.close()
-    return sorted(TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"])
+    """`cqrs_shared.topics.partitions_of` with the CLI's short request timeout."""
+    return await topics.partitions_of(bootstrap, names, request_timeout_ms=REQUEST_TIMEOUT_MS)
 
 
 def home_partition(key: bytes, partitions: list[TopicPartition]) -> TopicPartition:

@@ -7,9 +7,10 @@ are decided here. Every name goes through `TopicNames` so a prefix isolates tena
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -97,3 +98,17 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+async def partitions_of(
+    bootstrap: str, names: Sequence[str], *, request_timeout_ms: int = 40_000
+) -> list[TopicPartition]:
+    """Every partition of the topics that exist among `names`, from the broker's metadata (a
+    consumer in no group only caches metadata of what it was assigned)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(names))
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"])

@@ -16,11 +16,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from cqrs_shared.topics import RETAIN_FOREVER, ensure_topics
+from cqrs_shared.topics import RETAIN_FOREVER, ensure_topics, partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +63,6 @@ async def _raise_retention(admin: AIOKafkaAdminClient, names: Sequence[str]) -> 
     if changes:
         await admin.alter_configs(changes)
         log.info("set infinite retention on %s", [c.name for c in changes])
-
-
-async def partitions_of(bootstrap_servers: str, names: Sequence[str]) -> list[TopicPartition]:
-    """Every partition of the topics (from the broker's metadata, not a consumer's cache)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(names))
-    finally:
-        await admin.close()
-    return sorted(TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"])
 
 
 async def end_offsets(bootstrap: str, topic_names: Sequence[str]) -> PartitionEnds:

@@ -15,10 +15,9 @@ from types import TracebackType
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from cqrs_shared.topics import TopicNames
+from cqrs_shared.topics import TopicNames, partitions_of
 from projector_svc.builds import Build
 from projector_svc.dead_letters import DeadLetters
-from projector_svc.event_topics import partitions_of
 from projector_svc.pg import Connection
 from projector_svc.positions import PartitionKey, stored_offsets
 from projector_svc.projection import Projection

@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaProducer
 
 from cqrs_shared.envelopes import EventEnvelope
 from cqrs_shared.kafka_io import event_headers, make_producer, send_all, to_json
-from cqrs_shared.topics import TopicNames
-from projector_svc.event_topics import PartitionEnds, end_offsets, partitions_of, read_all
+from cqrs_shared.topics import TopicNames, partitions_of
+from projector_svc.event_topics import PartitionEnds, end_offsets, read_all
 from projector_svc.service import prepare_topics
 from projector_svc.testing.shop_history import ShopHistory
 
