@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only query,commands,projector]`: every figure next to its reference.
+"""`python -m bench [--quick] [--only query,commands,staleness,projector]`: each figure beside its reference.
 
 `make bench` runs the full sizes, `make bench-quick` the small ones (under 3 minutes on 2 cores).
 Each suite measures its raw references in the same run, so a ratio compares like with like even on
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench.report import machine, write
+from bench.staleness_budget import staleness_suite
 from bench.suite_commands import command_suite
 from bench.suite_projector import projector_suite
 from bench.suite_query import query_suite
@@ -23,8 +24,15 @@ from bench.suite_query import query_suite
 SUITES: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "query": query_suite,
     "commands": command_suite,
+    "staleness": staleness_suite,
     "projector": projector_suite,
 }
+
+
+def inputs(name: str, earlier: dict[str, Any]) -> dict[str, Any]:
+    """What a suite takes from the ones before it: B2's budget runs at half of B1."""
+    b1 = earlier.get("commands", {}).get("b1_commands_per_s")
+    return {"rate": b1 / 2} if name == "staleness" and b1 else {}
 
 
 async def run(quick: bool, only: list[str]) -> None:
@@ -38,7 +46,7 @@ async def run(quick: bool, only: list[str]) -> None:
     for name in only:
         started = time.monotonic()
         print(f"bench: {name} ...", flush=True)
-        results["suites"][name] = await SUITES[name](quick=quick)
+        results["suites"][name] = await SUITES[name](quick=quick, **inputs(name, results["suites"]))
         results["seconds"][name] = round(time.monotonic() - started, 1)
     folder = write(results)
     print((folder / "results.md").read_text())

@@ -18,6 +18,8 @@ import matplotlib as mpl
 mpl.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # after mpl.use: the backend must be chosen before pyplot loads
 
+from bench.staleness_budget import table as budget_table
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -118,6 +120,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _command_rows(suites["commands"])
     if "projector" in suites:
         lines += _projector_rows(suites["projector"])
+    if suites.get("staleness", {}).get("stages"):
+        lines += ["", budget_table(suites["staleness"])]
     lines += ["", "Plots: `throughput.png`, `latency.png`."]
     return "\n".join(lines) + "\n"
 

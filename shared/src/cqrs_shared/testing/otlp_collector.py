@@ -38,6 +38,9 @@ class ReceivedSpan:
     parent_id: str
     links: tuple[tuple[str, str], ...]  # (trace id, span id)
     attributes: dict[str, Any]
+    #: Wall-clock start and end, nanoseconds since the epoch (the SDK's `time_ns()`).
+    start_ns: int = 0
+    end_ns: int = 0
 
 
 def _value(any_value: Any) -> Any:
@@ -62,6 +65,8 @@ def _decode(body: bytes) -> list[ReceivedSpan]:
                     parent_id=s.parent_span_id.hex(),
                     links=tuple((link.trace_id.hex(), link.span_id.hex()) for link in s.links),
                     attributes={a.key: _value(a.value) for a in s.attributes},
+                    start_ns=s.start_time_unix_nano,
+                    end_ns=s.end_time_unix_nano,
                 )
                 for s in scope_spans.spans
             )
