@@ -79,7 +79,7 @@ bench-quick: deps ## The same benchmark at small sizes (under 3 minutes)
 	@$(STACK) up
 	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench --quick
 
-bench-all: bench bench-tracing bench-dynamodb bench-growth bench-serverless ## The benchmark plus the store-specific benches
+bench-all: bench bench-tracing bench-dynamodb bench-serverless ## The benchmark (growth included) plus the store-specific benches
 
 bench-commands: deps ## Commands/s through the topic door vs raw Kafka and raw store rates
 	@$(STACK) up

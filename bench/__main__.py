@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--only query,commands,staleness,projector]`: each figure beside its reference.
+"""`python -m bench [--quick] [--only query,commands,staleness,projector,growth]`: figures and references.
 
 `make bench` runs the full sizes, `make bench-quick` the small ones (under 3 minutes on 2 cores).
 Each suite measures its raw references in the same run, so a ratio compares like with like even on
@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.growth_bench import growth_suite
 from bench.report import machine, write
 from bench.staleness_budget import staleness_suite
 from bench.suite_commands import command_suite
@@ -26,6 +27,7 @@ SUITES: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "commands": command_suite,
     "staleness": staleness_suite,
     "projector": projector_suite,
+    "growth": growth_suite,
 }
 
 

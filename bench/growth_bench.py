@@ -208,17 +208,47 @@ async def through_service(database: str, commands: int, idle_seconds: float) -> 
     }
 
 
-async def measure(database: str, history: int, args: argparse.Namespace) -> dict[str, float]:
+async def measure(database: str, history: int, commands: int, idle_seconds: float) -> dict[str, float]:
     store = await MongoWriteStore.open(MONGODB_URI, database)
     try:
         if history:
             took = await seed(store, history)
-            print(f"  {database}: {history:,} commits ({took:.0f} s to seed now)")
+            print(f"  {database}: {history:,} commits ({took:.0f} s to seed now)", flush=True)
         figures = await raw_calls(store)
     finally:
         await store.close()
-    figures.update(await through_service(database, args.commands, args.idle_seconds))
+    figures.update(await through_service(database, commands, idle_seconds))
     return figures
+
+
+async def compare(history: int, commands: int, idle_seconds: float) -> dict[str, Any]:
+    """The same figures on an empty store and on one holding `history` commits (kept for reuse)."""
+    empty_db = f"growth_empty_{uuid.uuid4().hex[:6]}"
+    empty = await measure(empty_db, 0, commands, idle_seconds)
+    full = await measure(f"bench_growth_{history}", history, commands, idle_seconds)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB_URI)
+    await client.drop_database(empty_db)
+    await client.close()
+    return {"history": history, "commands": commands, "empty": empty, "full": full}
+
+
+async def growth_suite(*, quick: bool) -> dict[str, Any]:
+    """For `python -m bench`: 1,000,000 commits (30,000 quick), seeded on the first run and reused."""
+    return await compare(30_000 if quick else 1_000_000, 1000 if quick else 3000, 3.0 if quick else 10.0)
+
+
+def table(result: dict[str, Any]) -> str:
+    empty, full = result["empty"], result["full"]
+    lines = [
+        f"Growth: the same work on an empty write store and on one holding {result['history']:,} commits "
+        f"({result['commands']:,} new commands through command-svc)",
+        f"| figure | empty | {result['history']:,} commits | ratio |",
+        "|---|---|---|---|",
+    ]
+    for name in empty:
+        ratio = full[name] / empty[name] if empty[name] else float("nan")
+        lines.append(f"| {name.replace('_', ' ')} | {empty[name]:,.2f} | {full[name]:,.2f} | {ratio:.2f} |")
+    return "\n".join(lines)
 
 
 async def main() -> None:
@@ -235,18 +265,8 @@ async def main() -> None:
         print(f"seeded in {await seed(store, args.history):.0f} s")
         await store.close()
         return
-    empty_db = f"growth_empty_{uuid.uuid4().hex[:6]}"
-    full_db = f"bench_growth_{args.history}"
     print(f"machine: {os.cpu_count()} cores; history {args.history:,} commits; {args.commands} new commands")
-    empty = await measure(empty_db, 0, args)
-    full = await measure(full_db, args.history, args)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(MONGODB_URI)
-    await client.drop_database(empty_db)
-    await client.close()
-    print(f"{'':32}{'empty':>12}{args.history:>12,}{'ratio':>8}")
-    for name in empty:
-        ratio = full[name] / empty[name] if empty[name] else float("nan")
-        print(f"{name:32}{empty[name]:12.2f}{full[name]:12.2f}{ratio:8.2f}")
+    print(table(await compare(args.history, args.commands, args.idle_seconds)))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import matplotlib as mpl
 mpl.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # after mpl.use: the backend must be chosen before pyplot loads
 
+from bench.growth_bench import table as growth_table
 from bench.staleness_budget import table as budget_table
 
 RESULTS = Path(__file__).parent / "results"
@@ -122,6 +123,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += _projector_rows(suites["projector"])
     if suites.get("staleness", {}).get("stages"):
         lines += ["", budget_table(suites["staleness"])]
+    if "growth" in suites:
+        lines += ["", growth_table(suites["growth"])]
     lines += ["", "Plots: `throughput.png`, `latency.png`."]
     return "\n".join(lines) + "\n"
 
