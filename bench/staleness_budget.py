@@ -30,27 +30,24 @@ import json
 import os
 import secrets
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from bench.command_bench import BOOTSTRAP, bench_token, command_record, start_command_service
+from bench.command_bench import BOOTSTRAP, bench_token, command_record
+from bench.suite_commands import start_services
 from cqrs_shared.read_models.notifications import CHANNEL, decode
 from cqrs_shared.testing.otlp_collector import OtlpCollector, ReceivedSpan
 from cqrs_shared.testing.postgres import drop_database
-from cqrs_shared.testing.service_processes import E2E_SECRET, ServiceProcess, free_port
+from cqrs_shared.testing.service_processes import ServiceProcess
 from cqrs_shared.topics import TopicNames
-from projector_svc.operations import prepare_topics
-from projector_svc.settings import ProjectorSettings
 
 ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
 #: The stages in the order a command passes them: (name, start boundary, end boundary).
@@ -139,31 +136,16 @@ async def traced_pipeline(
     await admin.execute(f'CREATE DATABASE "{database}"')
     await admin.close()
     dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path=f"/{database}"))
-    env = {
-        **os.environ,
-        **collector.env(),
-        "CQRS_TOPIC_PREFIX": prefix,
-        "DATABASE_URL": dsn,
-        "MONGODB_DATABASE": f"bench_{uuid.uuid4().hex[:8]}",
-        "CQRS_AUTH_MODE": "jwt",
-        "JWT_SECRET": E2E_SECRET,
-        "LOG_LEVEL": "WARNING",
-    }
     processes: list[ServiceProcess] = []
     try:
-        settings = ProjectorSettings(database_url=dsn, topic_prefix=prefix, kafka_bootstrap_servers=BOOTSTRAP)
-        await prepare_topics(settings, "shop")
-        port = free_port()
-        log = Path(tempfile.gettempdir()) / f"bench-b2-projector-{port}.log"
-        projector_env = {**env, "PROJECTOR_SVC_PORT": str(port), "OTEL_TRACES_SAMPLER": "always_on"}
-        processes.append(ServiceProcess("projector_svc", port, projector_env, log).start())
-        processes[-1].wait_ready()
-        command_env = {
-            **env,
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": "0",
-        }
-        processes.append(start_command_service(command_env, "bench-b2-command"))
+        processes += await start_services(
+            prefix,
+            dsn,
+            extra_env=collector.env(),
+            projector_env={"OTEL_TRACES_SAMPLER": "always_on"},
+            command_env={"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"},
+            log_name="bench-b2",
+        )
         yield TopicNames(prefix), dsn, processes
     finally:
         for process in processes:

@@ -93,9 +93,20 @@ async def references(count: int) -> dict[str, float]:
     }
 
 
-async def _start_services(prefix: str, dsn: str) -> tuple[ServiceProcess, ServiceProcess]:
+async def start_services(
+    prefix: str,
+    dsn: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    command_env: dict[str, str] | None = None,
+    projector_env: dict[str, str] | None = None,
+    log_name: str = "bench-b1",
+) -> tuple[ServiceProcess, ServiceProcess]:
+    """command-svc (FerretDB store, JWT) and the projector on `prefix` and `dsn`, both ready; the
+    `*_env` variables go to one of them, `extra_env` to both."""
     env = {
         **os.environ,
+        **(extra_env or {}),
         "CQRS_TOPIC_PREFIX": prefix,
         "DATABASE_URL": dsn,
         "MONGODB_DATABASE": f"bench_{uuid.uuid4().hex[:8]}",
@@ -106,10 +117,15 @@ async def _start_services(prefix: str, dsn: str) -> tuple[ServiceProcess, Servic
     settings = ProjectorSettings(database_url=dsn, topic_prefix=prefix, kafka_bootstrap_servers=BOOTSTRAP)
     await prepare_topics(settings, "shop")
     port = free_port()
-    log = Path(tempfile.gettempdir()) / f"bench-projector-{port}.log"
-    projector = ServiceProcess("projector_svc", port, {**env, "PROJECTOR_SVC_PORT": str(port)}, log).start()
-    projector.wait_ready()
-    return start_command_service(env, "bench-b1"), projector
+    log = Path(tempfile.gettempdir()) / f"{log_name}-projector-{port}.log"
+    projector_env = {**env, **(projector_env or {}), "PROJECTOR_SVC_PORT": str(port)}
+    projector = ServiceProcess("projector_svc", port, projector_env, log).start()
+    try:
+        projector.wait_ready()
+        return start_command_service({**env, **(command_env or {})}, log_name), projector
+    except BaseException:
+        projector.stop()
+        raise
 
 
 async def command_suite(*, quick: bool) -> dict[str, Any]:
@@ -120,7 +136,7 @@ async def command_suite(*, quick: bool) -> dict[str, Any]:
     admin = await asyncpg.connect(ADMIN_DSN)
     await admin.execute(f'CREATE DATABASE "{database}"')
     dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path=f"/{database}"))
-    commands, projector = await _start_services(prefix, dsn)
+    commands, projector = await start_services(prefix, dsn)
     try:
         config = {"bootstrap": BOOTSTRAP, "prefix": prefix, "dsn": dsn, "token": bench_token()}
         roles: dict[str, Role] = {
