@@ -7,7 +7,7 @@ aggregate and no version, so nothing can wait behind it; it goes straight to the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
@@ -48,14 +48,14 @@ class Origin:
 class Incoming:
     event: EventEnvelope
     origin: Origin
+    #: Set from `event` on construction: the guard, the poison isolation and the bookkeeping ask
+    #: for them several times per event (py-spy: 4-5 % of a batch when they were properties).
+    key: AggregateKey = field(init=False)
+    version: int = field(init=False)
 
-    @property
-    def key(self) -> AggregateKey:
-        return (self.event.aggregate_type, self.event.aggregate_id)
-
-    @property
-    def version(self) -> int:
-        return self.event.version
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.event.aggregate_type, self.event.aggregate_id))
+        object.__setattr__(self, "version", self.event.version)
 
 
 @dataclass(frozen=True, slots=True)

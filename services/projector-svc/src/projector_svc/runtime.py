@@ -325,6 +325,6 @@ class ProjectorRuntime:
         EVENTS.labels(name, "duplicate").inc(outcome.duplicates)
         EVENTS.labels(name, "parked").inc(outcome.parked)
         EVENTS.labels(name, "dead_lettered").inc(outcome.dead_letters)
-        now = utc_now()
+        now, staleness = utc_now(), STALENESS_SECONDS.labels(name)
         for item in outcome.applied:
-            STALENESS_SECONDS.labels(name).observe(max(0.0, (now - item.event.occurred_at).total_seconds()))
+            staleness.observe(max(0.0, (now - item.event.occurred_at).total_seconds()))
