@@ -85,3 +85,28 @@ def test_an_unknown_type_is_not_handled_and_a_wrong_aggregate_or_newer_version_i
     newer = _event(c.CustomerRenamed(name="B")).model_copy(update={"schema_version": 2})
     with pytest.raises(EventRejectedError, match="newer than 1"):
         projection.check(newer)
+
+
+async def test_apply_uses_the_fact_check_validated_and_validates_an_unchecked_event_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    projection = _two_read_models_of_one_aggregate()
+    lifted: list[str] = []
+    lift = projection.definition.upcasters.lift
+
+    def counting_lift(model: Any, schema_version: int, payload: dict[str, Any]) -> dict[str, Any]:
+        lifted.append(model.TYPE)
+        return lift(model, schema_version, payload)
+
+    monkeypatch.setattr(projection.definition.upcasters, "lift", counting_lift)
+    checked = _event(c.CustomerRegistered(name="Ada", email="a@example.com"))
+    projection.check(checked)
+    # Equal to the checked one but another object: its own payload counts, not the memo's.
+    twin = checked.model_copy(update={"payload": {"name": "Bea", "email": "b@example.com"}})
+    connection = _RecordingConnection()
+    await projection.apply(connection, [checked])  # type: ignore[arg-type]  # the fake offers what apply uses
+    await projection.apply(connection, [twin])  # type: ignore[arg-type]  # the fake offers what apply uses
+    assert lifted == [c.CustomerRegistered.TYPE, c.CustomerRegistered.TYPE]  # check once, twin once
+    names = [c.name for c in CUSTOMERS.columns].index("name")
+    inserts = [args for sql, args in connection.statements if sql.startswith('INSERT INTO "customers"')]
+    assert [args[names] for args in inserts] == [["Ada"], ["Bea"]]
