@@ -7,6 +7,8 @@ Measures, against the real local stack:
 3. the real command-svc process: N commands produced onto `commands`, timed until the last outcome
    appears on `command-results`; its /metrics give the share of handling time spent in the store.
 Run: `make bench-commands` (or `uv run python -m bench.command_bench --commands 5000`).
+`--only-service` skips the raw references; `--profile out.folded` records command-svc alone with
+py-spy while it drains (raw folded stacks, summarised as in `bench.profile_query`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -25,6 +29,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pymongo import AsyncMongoClient
 
+from bench.proc_cpu import cpu_seconds
 from cqrs_shared.auth import mint_token
 from cqrs_shared.testing.service_processes import AUDIENCE, E2E_SECRET, ISSUER, ServiceProcess, free_port
 from cqrs_shared.topics import TopicNames, ensure_topics
@@ -144,15 +149,33 @@ def start_command_service(env: dict[str, str], log_name: str) -> ServiceProcess:
     return service
 
 
+async def _py_spy(pid: int, out: Path) -> asyncio.subprocess.Process:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return await asyncio.create_subprocess_exec(
+        spy, "record", "-p", str(pid), "-r", "100", "-f", "raw", "-o", str(out), "--nonblocking",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 async def drive_command_service(
-    env: dict[str, str], topics: TopicNames, n: int, per_aggregate: int, log_name: str
-) -> tuple[int, float, float, str]:
+    env: dict[str, str],
+    topics: TopicNames,
+    n: int,
+    per_aggregate: int,
+    log_name: str,
+    *,
+    profile: Path | None = None,
+) -> tuple[int, float, float, str, float]:
     """Start command-svc with `env`, produce `n` commands onto its topic door with a bench token and
-    wait for every outcome: (commands sent, total seconds, drain seconds, its /metrics text)."""
+    wait for every outcome: (commands sent, total seconds, drain seconds, its /metrics text, its CPU
+    seconds over the run). With `profile`, py-spy records the service meanwhile."""
     service = start_command_service(env, log_name)
+    pid = service.process.pid if service.process else 0
+    recorder = await _py_spy(pid, profile) if profile is not None else None
     try:
         token = "Bearer " + bench_token()
         commands = make_commands(n, per_aggregate)
+        cpu_before = cpu_seconds([pid])
         started = time.perf_counter()
         await produce(
             topics.commands,
@@ -161,14 +184,18 @@ async def drive_command_service(
         )
         elapsed = await consume_count(topics.command_results, len(commands))
         total = time.perf_counter() - started
+        cpu = cpu_seconds([pid]) - cpu_before
         async with httpx.AsyncClient(timeout=5) as client:
             metrics = (await client.get(f"{service.url}/metrics")).text
     finally:
+        if recorder is not None and recorder.returncode is None:
+            recorder.send_signal(2)  # SIGINT: py-spy writes what it recorded and exits
+            await recorder.wait()
         service.stop()
-    return len(commands), total, elapsed, metrics
+    return len(commands), total, elapsed, metrics, cpu
 
 
-async def command_service(n: int, per_aggregate: int) -> dict[str, float]:
+async def command_service(n: int, per_aggregate: int, profile: Path | None = None) -> dict[str, float]:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     env = {
         **os.environ,
@@ -178,8 +205,8 @@ async def command_service(n: int, per_aggregate: int) -> dict[str, float]:
         "JWT_SECRET": E2E_SECRET,
         "LOG_LEVEL": "WARNING",
     }
-    sent, total, elapsed, metrics = await drive_command_service(
-        env, TopicNames(prefix), n, per_aggregate, "command-bench"
+    sent, total, elapsed, metrics, cpu = await drive_command_service(
+        env, TopicNames(prefix), n, per_aggregate, "command-bench", profile=profile
     )
     handled = metric(metrics, 'cqrs_command_seconds_sum{door="topic"}')
     in_store = metric(metrics, "cqrs_command_store_seconds_sum")
@@ -188,6 +215,7 @@ async def command_service(n: int, per_aggregate: int) -> dict[str, float]:
         "drain_s": elapsed,
         "store_share": in_store / handled if handled else 0.0,
         "mean_handle_ms": 1000 * handled / sent,
+        "service_cpu_ms_per_command": 1000 * cpu / sent,
     }
 
 
@@ -197,21 +225,30 @@ async def main() -> None:
     )
     parser.add_argument("--commands", type=int, default=5000)
     parser.add_argument("--per-aggregate", type=int, default=10)
+    parser.add_argument("--only-service", action="store_true", help="skip the raw references")
+    parser.add_argument("--profile", type=Path, help="py-spy's raw folded stacks of command-svc")
     args = parser.parse_args()
-    sample = json.dumps(make_commands(10, 10)[1]).encode()
-    produce_rate, consume_rate = await raw_kafka(args.commands * 4, sample)
-    store_serial, store_concurrent = await raw_store(min(args.commands, 2000), 64)
-    door = await command_service(args.commands, args.per_aggregate)
     print(f"machine: {os.cpu_count()} cores; {args.commands} commands, {args.per_aggregate} per aggregate")
-    print(f"raw kafka produce (acks=all, idempotent): {produce_rate:10.0f} records/s")
-    print(f"raw kafka consume:                        {consume_rate:10.0f} records/s")
-    print(f"raw store, one accepted command's calls:  {store_serial:10.0f} commands/s serial")
-    print(f"                                          {store_concurrent:10.0f} commands/s at concurrency 64")
+    if not args.only_service:
+        sample = json.dumps(make_commands(10, 10)[1]).encode()
+        produce_rate, consume_rate = await raw_kafka(args.commands * 4, sample)
+        store_serial, store_concurrent = await raw_store(min(args.commands, 2000), 64)
+        print(f"raw kafka produce (acks=all, idempotent): {produce_rate:10.0f} records/s")
+        print(f"raw kafka consume:                        {consume_rate:10.0f} records/s")
+        print(f"raw store, one accepted command's calls:  {store_serial:10.0f} commands/s serial")
+        print(f"{'':42}{store_concurrent:10.0f} commands/s at concurrency 64")
+    door = await command_service(args.commands, args.per_aggregate, args.profile)
     print(f"command-svc topic door, end to end:       {door['commands_per_s']:10.0f} commands/s")
+    print(f"  command-svc CPU per command:            {door['service_cpu_ms_per_command']:10.3f} ms")
     print(f"  mean handling time per command:         {door['mean_handle_ms']:10.2f} ms")
     print(f"  share of handling time in the store:    {door['store_share']:10.1%}")
-    print(f"  ratio to raw store (concurrent):        {door['commands_per_s'] / store_concurrent:10.2f}")
-    print(f"  ratio to raw kafka consume:             {door['commands_per_s'] / consume_rate:10.4f}")
+    if not args.only_service:
+        print(f"  ratio to raw store (concurrent):        {door['commands_per_s'] / store_concurrent:10.2f}")
+        print(f"  ratio to raw kafka consume:             {door['commands_per_s'] / consume_rate:10.4f}")
+    if args.profile is not None:
+        from bench.profile_query import summarize
+
+        print(summarize(args.profile, 50))
 
 
 if __name__ == "__main__":

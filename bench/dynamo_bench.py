@@ -97,7 +97,7 @@ async def command_service(n: int, per_aggregate: int) -> float:
         "LOG_LEVEL": "WARNING",
     }
     async with fresh_tables(table_prefix):
-        sent, total, _drain, _metrics = await drive_command_service(
+        sent, total, _drain, _metrics, _cpu = await drive_command_service(
             env, TopicNames(prefix), n, per_aggregate, "dynamo-bench"
         )
     return sent / total
