@@ -131,13 +131,16 @@ class CommandPipeline:
     ) -> CommandResult:
         # A repeat is not looked up first: storing its outcome collides on the command id, and the
         # store answers with the outcome it already has (one store call per new command instead of
-        # two). Only a decision that stores nothing has to ask.
+        # two). Only a decision that stores nothing has to ask. Nor is the head of an aggregate this
+        # process knows nothing of: it is guessed absent (see `HeadCache`), so a command creating
+        # an aggregate costs one store call, the insert of its commit.
         aggregate = route.aggregate
         fresh = False
         # The command's span, stored with the commit: the relay's publish continues from it.
         trace_context = current_carrier()
-        for _attempt in range(self._max_attempts):
-            head, cached = await self._head(aggregate.aggregate_type, envelope.aggregate_id, fresh=fresh)
+        races = 0
+        while races < self._max_attempts:
+            head, confirmed = await self._head(aggregate.aggregate_type, envelope.aggregate_id, fresh=fresh)
             version = head.version if head else 0
             related = await self._related(aggregate, payload)
             with span("decide"):
@@ -150,8 +153,9 @@ class CommandPipeline:
                     IDEMPOTENT_REPEATS.inc()
                 return previous or decision
             if isinstance(decision, Rejected):
-                if cached:
-                    # A cached head may be stale; a rejection is final, so confirm it on fresh state.
+                if not confirmed:
+                    # A cached or guessed head may be stale; a rejection is final, so confirm it on
+                    # fresh state.
                     fresh = True
                     continue
                 stored = await self._timed(self._store.record_rejection(decision))
@@ -172,9 +176,14 @@ class CommandPipeline:
             except ConcurrencyConflictError:
                 self._heads.forget(aggregate.aggregate_type, envelope.aggregate_id)
                 fresh = True
+                if not confirmed:
+                    # Decided on a cached or guessed head that was stale: no race lost (nor a
+                    # version the sender expected taken), decide again on the stored head.
+                    continue
                 if envelope.expected_version is not None:
                     message = f"version {version} was taken by a concurrent command"
                     return await self._record(envelope, RejectionCode.CONFLICT, message)
+                races += 1
                 CONFLICTS_RETRIED.inc()
                 log.info("lost a race on %s at version %d; retrying", decision.commit_id, version)
                 continue
@@ -242,15 +251,18 @@ class CommandPipeline:
     async def _head(
         self, aggregate_type: str, aggregate_id: str, *, fresh: bool
     ) -> tuple[Commit | None, bool]:
-        """The aggregate's head and whether it came from the cache (then it may be stale)."""
+        """The aggregate's head, and whether the store confirmed it (False: cached, or guessed absent;
+        then it may be stale)."""
         if not fresh:
             cached = self._heads.get(aggregate_type, aggregate_id)
             if cached is not None:
-                return cached, True
+                return cached, False
+            if self._heads.may_be_new(aggregate_type, aggregate_id):
+                return None, False
         head = await self._timed(self._store.load_head(aggregate_type, aggregate_id))
         if head is not None:
             self._heads.remember(head)
-        return head, False
+        return head, True
 
     async def _previous_outcome(self, command_id: uuid.UUID) -> CommandResult | None:
         return await self._timed(self._store.find_outcome(command_id))

@@ -195,7 +195,8 @@ async def test_concurrent_commands_on_one_aggregate_get_consecutive_versions(
 
 
 class RacingStore(MemoryWriteStore):
-    """Loses the first `losses` appends to an imaginary concurrent writer."""
+    """Loses the first `losses` appends to an imaginary concurrent writer, whose commit (the same
+    decision under another command id) is then stored in their place, as a real winner's would be."""
 
     def __init__(self, losses: int) -> None:
         super().__init__()
@@ -204,11 +205,14 @@ class RacingStore(MemoryWriteStore):
     async def append(self, commit: Commit) -> None:
         if self.losses:
             self.losses -= 1
+            await super().append(commit.model_copy(update={"command_id": uuid.uuid4()}))
             raise ConcurrencyConflictError(commit.commit_id)
         await super().append(commit)
 
 
-@pytest.mark.parametrize(("losses", "accepted"), [(2, True), (5, False)])
+# The first append decides on a guessed head (the pipeline knows nothing of `t-1`, so it is guessed
+# new): its collision shows the guess wrong and is not a lost race. The 5 races allowed follow it.
+@pytest.mark.parametrize(("losses", "accepted"), [(2, True), (5, True), (6, False)])
 async def test_a_lost_race_is_retried_a_bounded_number_of_times(
     losses: int, accepted: bool, tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
 ) -> None:
@@ -217,20 +221,48 @@ async def test_a_lost_race_is_retried_a_bounded_number_of_times(
     outcome = await pipeline.handle(command("Increment", "t-1", {"by": 1}), token_for("tally:write"))
     if accepted:
         assert isinstance(outcome, Accepted)
+        assert outcome.version == losses + 1
     else:
         assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.CONFLICT
+        assert outcome.message == "lost 5 races for this aggregate; send it again"
 
 
 async def test_a_race_lost_with_a_pinned_version_is_a_conflict_at_once(
     tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
 ) -> None:
-    store = RacingStore(1)
-    pipeline = CommandPipeline(CommandRegistry([tally]), store, TokenVerifier(auth_settings))
-    outcome = await pipeline.handle(
-        command("Increment", "t-1", {"by": 1}, expected_version=0), token_for("tally:write")
+    store = RacingStore(0)
+    registry = CommandRegistry([tally])
+    auth = token_for("tally:write")
+    await CommandPipeline(registry, store, TokenVerifier(auth_settings)).handle(
+        command("Increment", "t-1", {"by": 1}), auth
     )
+    # Another replica: its head of t-1 comes from the store, so the lost race below is a real one.
+    pipeline = CommandPipeline(registry, store, TokenVerifier(auth_settings))
+    store.losses = 1
+    outcome = await pipeline.handle(command("Increment", "t-1", {"by": 1}, expected_version=1), auth)
     assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.CONFLICT
-    assert store.losses == 0 and await store.load_head("tally", "t-1") is None
+    assert outcome.message == "version 1 was taken by a concurrent command"
+    head = await store.load_head("tally", "t-1")
+    assert store.losses == 0 and head is not None and head.version == 2
+
+
+async def test_a_wrong_guess_that_an_aggregate_is_new_is_decided_again_on_its_stored_head(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    shared = MemoryWriteStore()
+    registry = CommandRegistry([tally])
+    auth = token_for("tally:write")
+    first = CommandPipeline(registry, shared, TokenVerifier(auth_settings))
+    await first.handle(command("Increment", "t-1", {"by": 2}), auth)
+    # A second replica knows nothing of t-1: it guesses it new, and `Increment` is accepted on no
+    # state, so the guess is only found wrong by the commit colliding with t-1's first one.
+    second = CommandPipeline(registry, shared, TokenVerifier(auth_settings))
+    outcome = await second.handle(command("Increment", "t-1", {"by": 3}), auth)
+    assert isinstance(outcome, Accepted) and outcome.version == 2
+    head = await shared.load_head("tally", "t-1")
+    assert head is not None and head.state == {"total": 5, "closed": False}
+    pinned = await second.handle(command("Increment", "t-9", {"by": 1}, expected_version=0), auth)
+    assert isinstance(pinned, Accepted) and pinned.version == 1
 
 
 async def test_a_stale_cached_head_never_decides_a_rejection_or_a_commit(
@@ -444,7 +476,8 @@ async def test_repeats_of_a_command_id_are_counted_once_each(
 async def test_lost_races_retried_on_fresh_state_are_counted(
     tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
 ) -> None:
-    pipeline = CommandPipeline(CommandRegistry([tally]), RacingStore(2), TokenVerifier(auth_settings))
+    # Three collisions: the first on the guess that t-race is new (not a race), then two races.
+    pipeline = CommandPipeline(CommandRegistry([tally]), RacingStore(3), TokenVerifier(auth_settings))
     before = sample("cqrs_command_conflicts_retried_total")
     outcome = await pipeline.handle(command("Increment", "t-race", {"by": 1}), token_for("tally:write"))
     assert isinstance(outcome, Accepted)
