@@ -2,12 +2,22 @@
 
 What command-svc does for a consumed batch, with the store's bulk operations and nothing else: no
 validation, authorization, framework, metrics, retries or leases. Per batch of records:
-1. one `$in` find of the batch's command ids (repeats answer their first outcome);
-2. one `$in` find of the batch's streams' versions (the heads);
-3. one unordered `insert_many` of the new commits (a duplicate key fails only its own document);
-4. the events produced to the aggregate's topic, then one `update_many` publish mark;
-5. one outcome per command produced to `command-results`.
+1. the head of each of the batch's streams, one `find_one` by `stream` each, concurrently;
+2. one unordered `insert_many` of the new commits (a duplicate key fails only its own document:
+   the commands whose commit collided on their command id are repeats, answered from the store);
+3. the events produced to the aggregate's topic, then the publish marks, one update by `_id` each
+   in unordered bulks;
+4. one outcome per command produced to `command-results`.
+Only filters FerretDB serves from an index (a top-level equality on an indexed field, see
+infra/postgres/ferretdb-indexes.sql), as in the service's store: `$in` and `update_many` over
+`_id: {$in}` are sequential scans there, which made an earlier R5 slow down as its own store grew
+(675/s at 2,000 commands, 230/s at 10,000). Store calls in flight are bounded as in the service.
 Its rate is what the machine allows this path; command-svc's rate is reported as a share of it.
+
+`read_heads=False` is the leaner variant beside it: it reads no heads and takes every stream as new,
+as command-svc guesses for an aggregate it knows nothing of (a wrong guess would collide on the
+commit's key; the benchmark's commands all create aggregates, so none does here). It is the floor
+of store work per new aggregate: one document in an insert bulk and one publish mark.
 """
 
 from __future__ import annotations
@@ -20,13 +30,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pymongo import AsyncMongoClient
+from pymongo import DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from cqrs_shared.topics import TopicNames
 
 Document = dict[str, Any]
+#: Store operations in flight, as command-svc's pool allows (`mongodb_max_pool_size`).
+CONCURRENCY = 32
+#: Statements per bulk update: FerretDB 1.24 holds a connection per statement until the bulk ends.
+MARK_BULK = 8
 EVENT_TYPES = {"RegisterCustomer": "CustomerRegistered", "RenameCustomer": "CustomerRenamed"}
 
 
@@ -45,22 +59,29 @@ def _event(command: Document, version: int) -> Document:
     }
 
 
+async def _heads(commits: AsyncCollection[Document], streams: list[str]) -> dict[str, int]:
+    """Each stream's latest version: an equality on `stream`, served by its index; the sort only
+    orders that stream's few commits."""
+    slots = asyncio.Semaphore(CONCURRENCY)
+
+    async def head(stream: str) -> tuple[str, int]:
+        async with slots:
+            doc = await commits.find_one({"stream": stream}, {"version": 1}, sort=[("version", DESCENDING)])
+        return stream, doc["version"] if doc else 0
+
+    return dict(await asyncio.gather(*(head(s) for s in streams)))
+
+
 async def _commit_batch(
-    commits: AsyncCollection[Document], commands: list[Document]
+    commits: AsyncCollection[Document], commands: list[Document], *, read_heads: bool
 ) -> tuple[list[Document], list[Document]]:
     """(new commit documents, repeated commands): the store side of one batch."""
-    ids = [c["command_id"] for c in commands]
-    seen = {d["command_id"] async for d in commits.find({"command_id": {"$in": ids}}, {"command_id": 1})}
-    fresh = [c for c in commands if c["command_id"] not in seen]
-    streams = sorted({f"customer/{c['aggregate_id']}" for c in fresh})
-    heads: dict[str, int] = {}
-    # FerretDB implements no `$max` accumulator in `$group`; the versions are few per stream here.
-    async for doc in commits.find({"stream": {"$in": streams}}, {"stream": 1, "version": 1}):
-        heads[doc["stream"]] = max(heads.get(doc["stream"], 0), doc["version"])
+    streams = sorted({f"customer/{c['aggregate_id']}" for c in commands})
+    heads = await _heads(commits, streams) if read_heads else dict.fromkeys(streams, 0)
     documents = []
-    for command in fresh:
+    for command in commands:
         stream = f"customer/{command['aggregate_id']}"
-        version = heads.get(stream, 0) + 1
+        version = heads[stream] + 1
         heads[stream] = version
         documents.append(
             {
@@ -72,18 +93,40 @@ async def _commit_batch(
                 "published": False,
             }
         )
+    repeats: list[Document] = []
     if documents:
         try:
             await commits.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
             failed = {e["index"] for e in exc.details.get("writeErrors", [])}
+            # A collision is a repeat when its command id has an outcome (one equality read each).
+            repeats = [
+                commands[index]
+                for index in sorted(failed)
+                if await commits.find_one({"command_id": commands[index]["command_id"]}, {"_id": 1})
+            ]
             documents = [d for i, d in enumerate(documents) if i not in failed]
-    return documents, [c for c in commands if c["command_id"] in seen]
+    return documents, repeats
 
 
-async def run_null_pipeline(bootstrap: str, mongodb_uri: str, topics: TopicNames, count: int) -> float:
+async def _mark_published(commits: AsyncCollection[Document], documents: list[Document]) -> None:
+    updates = [UpdateOne({"_id": d["_id"]}, {"$set": {"published": True}}) for d in documents]
+    # At most CONCURRENCY statements in flight, the service's pool: FerretDB holds one PostgreSQL
+    # connection for each until its bulk ends, and bulks waiting on each other's would never end.
+    slots = asyncio.Semaphore(CONCURRENCY // MARK_BULK)
+
+    async def bulk(part: list[UpdateOne]) -> None:
+        async with slots:
+            await commits.bulk_write(part, ordered=False)
+
+    await asyncio.gather(*(bulk(updates[i : i + MARK_BULK]) for i in range(0, len(updates), MARK_BULK)))
+
+
+async def run_null_pipeline(
+    bootstrap: str, mongodb_uri: str, topics: TopicNames, count: int, *, read_heads: bool = True
+) -> float:
     """Commands/s handling `count` commands already on `topics.commands`, first fetch to last ack."""
-    client: AsyncMongoClient[Document] = AsyncMongoClient(mongodb_uri)
+    client: AsyncMongoClient[Document] = AsyncMongoClient(mongodb_uri, maxPoolSize=CONCURRENCY)
     database = client[f"bench_r5_{uuid.uuid4().hex[:8]}"]
     commits = database["commits"]
     await commits.create_index("command_id", unique=True)
@@ -105,7 +148,7 @@ async def run_null_pipeline(bootstrap: str, mongodb_uri: str, topics: TopicNames
             commands = [json.loads(r.value or b"{}") for records in batches.values() for r in records]
             if not commands:
                 continue
-            documents, _repeats = await _commit_batch(commits, commands)
+            documents, _repeats = await _commit_batch(commits, commands, read_heads=read_heads)
             sends = [
                 await producer.send(
                     topics.events("customer"), json.dumps(e).encode(), key=e["aggregate_id"].encode()
@@ -114,9 +157,7 @@ async def run_null_pipeline(bootstrap: str, mongodb_uri: str, topics: TopicNames
                 for e in d["events"]
             ]
             await asyncio.gather(*sends)
-            await commits.update_many(
-                {"_id": {"$in": [d["_id"] for d in documents]}}, {"$set": {"published": True}}
-            )
+            await _mark_published(commits, documents)
             outcomes = [
                 await producer.send(
                     topics.command_results, b'{"status":"accepted"}', key=c["command_id"].encode()
