@@ -21,7 +21,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.command_bench import command_record
-from bench.query_bench import KeepAliveClient, page_path, point_path
+from bench.http_client import KeepAliveClient
+from bench.query_bench import page_path, point_path, prepared
 from cqrs_shared.read_models.notifications import CHANNEL, decode
 from cqrs_shared.topics import TopicNames
 from projector_svc.testing.kafka_feed import partitions_of
@@ -40,8 +41,7 @@ class QueryTarget:
 
     def __init__(self, config: dict[str, Any], path: Callable[[random.Random, int], str]) -> None:
         self._config = config
-        self._path = path
-        self._rng = random.Random(1)
+        self._paths = prepared(path, int(config["orders"]))
         self._free: asyncio.Queue[KeepAliveClient] = asyncio.Queue()
 
     def _client(self) -> KeepAliveClient:
@@ -56,10 +56,9 @@ class QueryTarget:
     async def call(self, step: int, index: int) -> bool:
         client = await self._free.get()
         try:
-            status = await client.get(self._path(self._rng, int(self._config["orders"])))
-        except (OSError, asyncio.IncompleteReadError):
-            await client.close()
-            client = self._client()
+            # A failed client has closed its connection and opens a new one on its next request.
+            status = await client.get(self._paths[index % len(self._paths)])
+        except OSError:
             return False
         finally:
             self._free.put_nowait(client)

@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import uvloop
+
+from bench.http_client import KeepAliveClient
 from bench.query_bench import (
     DATABASE_URL,
-    KeepAliveClient,
     create_database,
     measure,
     page_path,
@@ -50,7 +52,7 @@ def summarize(folded: Path, top: int) -> str:
     return "\n".join(lines)
 
 
-async def main(kind: str, seconds: float, out: Path, auth: bool) -> None:
+async def main(kind: str, seconds: float, out: Path, auth: bool, *, native: bool = False) -> None:
     orders = 20_000
     dsn = await create_database(orders)
     process, token = start_service(dsn, 10, auth=auth)
@@ -63,7 +65,7 @@ async def main(kind: str, seconds: float, out: Path, auth: bool) -> None:
             raise RuntimeError("the service did not start")
         recorder = await asyncio.create_subprocess_exec(
             spy, "record", "-p", str(process.process.pid), "-d", str(int(seconds)), "-r", "200",
-            "-f", "raw", "-o", str(out), "--nonblocking",
+            "-f", "raw", "-o", str(out), *(["--native"] if native else ["--nonblocking"]),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -87,5 +89,6 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--out", type=Path, default=Path("query-profile.folded"))
     parser.add_argument("--no-auth", action="store_true")
+    parser.add_argument("--native", action="store_true", help="C and Cython frames too (pauses the service)")
     args = parser.parse_args()
-    asyncio.run(main(args.kind, args.seconds, args.out, not args.no_auth))
+    uvloop.run(main(args.kind, args.seconds, args.out, not args.no_auth, native=args.native))

@@ -23,15 +23,17 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import uvloop
 
+from bench.http_client import KeepAliveClient
 from bench.proc_cpu import CpuMeter, Role, descendants
 from cqrs_shared.auth import mint_token
 from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
@@ -52,6 +54,11 @@ PAGE_SQL = (
 )
 #: One request: the worker's random source and its index (a worker keeps to its own connection).
 Call = Callable[[random.Random, int], Awaitable[None]]
+#: Requests prepared before a phase and drawn at random during it, as a load tool replays a
+#: prepared request list: building each one's arguments or URL on the fly was client CPU that
+#: counted against the measured side (the raw client and the HTTP client alike).
+PREPARED = 8192
+_T = TypeVar("_T")
 
 
 def _orders(count: int, customers: int) -> list[dict[str, Any]]:
@@ -147,34 +154,15 @@ async def measure(
     return figures
 
 
+async def on_uvloop(work: Coroutine[Any, Any, _T]) -> _T:
+    """`work` run to the end on a uvloop event loop of its own thread. The clients of a capacity
+    phase, raw asyncpg and HTTP alike, run on the loop the service runs on (asyncpg's own
+    benchmarks use uvloop too), whatever loop the caller has."""
+    return await asyncio.to_thread(uvloop.run, work)
+
+
 async def _no_reset(_connection: asyncpg.Connection[asyncpg.Record]) -> None:
     """The plain way to read: nothing to reset between SELECTs (the service does the same)."""
-
-
-class KeepAliveClient:
-    """One persistent HTTP/1.1 connection: GET, read the status line, headers and Content-Length body."""
-
-    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
-        self._address = (host, port)
-        self._head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", **headers}.items())
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def get(self, target: str) -> int:
-        if self._streams is None:
-            self._streams = await asyncio.open_connection(*self._address)
-        reader, writer = self._streams
-        writer.write(f"GET {target} HTTP/1.1\r\n{self._head}\r\n".encode())
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        length = next(
-            (int(line.split(":")[1]) for line in head if line.lower().startswith("content-length:")), 0
-        )
-        await reader.readexactly(length)
-        return int(head[0].split()[1])
-
-    async def close(self) -> None:
-        if self._streams is not None:
-            self._streams[1].close()
-            await self._streams[1].wait_closed()
 
 
 def page_arguments(rng: random.Random, orders: int) -> tuple[str, Decimal, datetime]:
@@ -185,9 +173,19 @@ def page_arguments(rng: random.Random, orders: int) -> tuple[str, Decimal, datet
     )
 
 
+def prepared(make: Callable[[random.Random, int], _T], orders: int) -> list[_T]:
+    """`PREPARED` requests made by `make` from a fixed seed."""
+    rng = random.Random(2)
+    return [make(rng, orders) for _ in range(PREPARED)]
+
+
+def point_key(rng: random.Random, orders: int) -> str:
+    return f"o-{rng.randrange(orders):07d}"
+
+
 def point_path(rng: random.Random, orders: int) -> str:
     """The service's point read of a random seeded order."""
-    return f"/v1/orders/o-{rng.randrange(orders):07d}"
+    return f"/v1/orders/{point_key(rng, orders)}"
 
 
 def page_path(rng: random.Random, orders: int) -> str:
@@ -210,13 +208,15 @@ async def raw(
     if pool is None:  # asyncpg's typing allows it; an awaited create_pool always returns the pool
         raise RuntimeError("asyncpg.create_pool returned no pool")
 
+    keys, pages = prepared(point_key, orders), prepared(page_arguments, orders)
+
     async def point(rng: random.Random, _worker: int) -> None:
         async with pool.acquire() as connection:
-            await connection.fetchrow(POINT_SQL, f"o-{rng.randrange(orders):07d}")
+            await connection.fetchrow(POINT_SQL, rng.choice(keys))
 
     async def page(rng: random.Random, _worker: int) -> None:
         async with pool.acquire() as connection:
-            await connection.fetch(PAGE_SQL, *page_arguments(rng, orders))
+            await connection.fetch(PAGE_SQL, *rng.choice(pages))
 
     try:
         return {
@@ -274,12 +274,13 @@ async def service(
         roles = {**roles, "service": lambda: descendants(pid)}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     clients = [KeepAliveClient("127.0.0.1", process.port, headers) for _ in range(concurrency)]
+    points, pages = prepared(point_path, orders), prepared(page_path, orders)
 
     async def point(rng: random.Random, worker: int) -> None:
-        _expect_ok(await clients[worker].get(point_path(rng, orders)))
+        _expect_ok(await clients[worker].get(rng.choice(points)))
 
     async def page(rng: random.Random, worker: int) -> None:
-        _expect_ok(await clients[worker].get(page_path(rng, orders)))
+        _expect_ok(await clients[worker].get(rng.choice(pages)))
 
     try:
         return {
@@ -325,4 +326,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from bench.ladder import run_ladder
 from bench.proc_cpu import Role, infra_pids
-from bench.query_bench import DATABASE_URL, create_database, raw, service, start_service
+from bench.query_bench import DATABASE_URL, create_database, on_uvloop, raw, service, start_service
 from cqrs_shared.testing.postgres import drop_database
 
 POOL_SIZE = 10
@@ -34,11 +34,13 @@ async def query_suite(*, quick: bool) -> dict[str, Any]:
     roles: dict[str, Role] = {"bench": [os.getpid()], "infra": postgres_pids}
     shape = (dsn, orders, POOL_SIZE, CONCURRENCY, seconds)
     try:
-        reference = await raw(*shape, roles=roles)
-        jwt_on = await service(*shape, auth=True, roles=roles)
-        jwt_off = await service(*shape, auth=False, roles=roles)
+        reference = await on_uvloop(raw(*shape, roles=roles))
+        jwt_on = await on_uvloop(service(*shape, auth=True, roles=roles))
+        jwt_off = await on_uvloop(service(*shape, auth=False, roles=roles))
         # One server process per core (QUERY_SVC_WORKERS), each with a pool half the size.
-        workers = await service(dsn, orders, POOL_SIZE // 2, CONCURRENCY, seconds, workers=2, roles=roles)
+        workers = await on_uvloop(
+            service(dsn, orders, POOL_SIZE // 2, CONCURRENCY, seconds, workers=2, roles=roles)
+        )
         process, token = start_service(dsn, POOL_SIZE, auth=True)
         try:
             pid = process.process.pid if process.process else 0
