@@ -2,7 +2,8 @@
 
 Each read is one statement on one reader connection: the projection's position joined laterally
 to the data, so the position reported with the data is exactly the one it was read at (one
-snapshot, one round trip). Nothing here names a domain type.
+snapshot, one round trip). A page comes back as one row whose rows' JSON PostgreSQL has already
+joined, so Python decodes no row of it. Nothing here names a domain type.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from query_svc.database import Reader
 from query_svc.declarations import Column, View
 from query_svc.parameters import PageQuery, ReadOptions, parameter_problem
 from query_svc.positions import AggregateKey, ReadPosition, position_of, position_select, token_arguments
-from query_svc.sql import Condition, exists_item, joined_to, select_item, select_page
+from query_svc.sql import Condition, exists_item, joined_to, joined_to_page, select_item, select_page
 
 Token = tuple[AggregateKey, int]
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """Rows as JSON texts (rendered by PostgreSQL) and the cursor of the next page, if any."""
+    """The rows' JSON texts joined by commas as UTF-8 (rendered and joined by PostgreSQL; empty
+    for no rows) and the cursor of the next page, if any."""
 
-    items: list[str]
+    items: bytes
     next_cursor: str | None
 
 
@@ -101,20 +103,21 @@ class ReadEngine:
         data, data_args, order_by = select_page(
             view, list(query.conditions), query.order, after, query.limit + 1, offset=len(head_args)
         )
-        sql = joined_to(self._head(view, *extra), data, order_by)
+        # The limit (page size + 1) is the data query's last parameter.
+        limit = f"${len(head_args) + len(data_args)}"
+        sql = joined_to_page(self._head(view, *extra), data, order_by, limit)
         async with self.reader.connection() as connection:
-            rows = await connection.fetch(sql, *head_args, *data_args)
-        position = position_of(rows[0], token)
-        if owner is not None and not rows[0]["_owner"]:
+            row = await connection.fetchrow(sql, *head_args, *data_args)
+        if row is None:
+            raise RuntimeError("the position side of a page read returned no row")
+        position = position_of(row, token)
+        if owner is not None and not row["_owner"]:
             raise not_found(owner.view, owner.key, position)
-        rows = [r for r in rows if r["_key"] is not None]
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
         next_cursor = None
-        if more:
-            value = cursor_value(query.order.column, rows[-1]["_sort"])
-            next_cursor = self._cursors.encode(CursorPosition(query.identity, value, rows[-1]["_key"]))
-        return Page([r["_json"] for r in rows], next_cursor), position
+        if row["_rows"] > query.limit:
+            value = cursor_value(query.order.column, row["_last_sort"])
+            next_cursor = self._cursors.encode(CursorPosition(query.identity, value, row["_last_key"]))
+        return Page(row["_items"] or b"", next_cursor), position
 
     def _start(self, view: View, query: PageQuery) -> tuple[Any, str] | None:
         if query.cursor is None:

@@ -98,7 +98,7 @@ def _item_route(
 
 
 def page_body(request: Request, page: Page) -> tuple[bytes, dict[str, str]]:
-    """`{"items": [...], "next": url | null}` spliced from the rows' JSON texts, and the Link header."""
+    """`{"items": [...], "next": url | null}` spliced from the rows' joined JSON, and the Link header."""
     next_url, link = None, {}
     if page.next_cursor is not None:
         kept = [
@@ -106,8 +106,7 @@ def page_body(request: Request, page: Page) -> tuple[bytes, dict[str, str]]:
         ]
         next_url = f"{request.url.path}?{urlencode([*kept, ('cursor', page.next_cursor)])}"
         link = {"Link": f'<{next_url}>; rel="next"'}
-    body = '{"items":[' + ",".join(page.items) + '],"next":' + json.dumps(next_url) + "}"
-    return body.encode(), link
+    return b'{"items":[' + page.items + b'],"next":' + json.dumps(next_url).encode() + b"}", link
 
 
 def _owner_dependency(

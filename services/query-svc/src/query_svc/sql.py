@@ -113,6 +113,29 @@ def joined_to(head: str, data: str, order_by: str = "") -> str:
     return f"SELECT h.*, d.* FROM ({head}) AS h LEFT JOIN LATERAL ({data}) AS d ON true{order_by}"  # noqa: S608  # generated from declarations
 
 
+def joined_to_page(head: str, data: str, order_by: str, limit_parameter: str) -> str:
+    """`head` (one row) with one page of `data` (which fetches up to `limit_parameter` rows, the
+    page size plus one) folded by PostgreSQL into one row: `_items`, the page's rows' `_json`
+    joined by commas as UTF-8 bytes (NULL when empty), `_rows` (how many `data` found, so
+    `_rows` = `limit_parameter` means another page follows), and `_last_key` / `_last_sort` of
+    the page's last row, for its cursor. One statement, one snapshot; the response body is
+    spliced from `_items` without decoding a row in Python. `order_by` is the one `select_page`
+    returns: the rows are numbered in the page's own order."""
+    numbered = f"SELECT d.*, row_number() OVER ({order_by.strip()}) AS _n FROM ({data}) AS d"  # noqa: S608  # generated from declarations
+    last = f"{limit_parameter} - 1"
+    page_rows = f"FILTER (WHERE n._n <= {last})"
+    folded = ", ".join(
+        (
+            f"convert_to(string_agg(n._json, ',' ORDER BY n._n) {page_rows}, 'UTF8') AS _items",
+            "count(*) AS _rows",
+            f"(array_agg(n._key) FILTER (WHERE n._n = {last}))[1] AS _last_key",
+            f"(array_agg(n._sort) FILTER (WHERE n._n = {last}))[1] AS _last_sort",
+        )
+    )
+    page = f"SELECT {folded} FROM ({numbered}) AS n"  # noqa: S608  # generated from declarations
+    return f"SELECT h.*, p.* FROM ({head}) AS h CROSS JOIN LATERAL ({page}) AS p"  # noqa: S608  # generated from declarations
+
+
 def _condition_sql(condition: Condition, args: _Arguments) -> str:
     name = quote(condition.column.name)
     if condition.operator == "in":
@@ -163,7 +186,7 @@ def select_page(
     """Up to `limit` rows matching every condition, after the keyset position `after` if given.
 
     Returns the SQL, its arguments (numbered from `$<offset + 1>`) and the ORDER BY an enclosing
-    statement must repeat on the alias `d` (see `joined_to`)."""
+    statement must repeat on the alias `d` (see `joined_to_page`)."""
     args = _Arguments(offset)
     clauses = [_condition_sql(c, args) for c in conditions]
     if after is not None:
