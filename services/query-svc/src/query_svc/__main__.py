@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 
 import uvicorn
 from fastapi import FastAPI
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from cqrs_shared.logging_setup import configure_logging
 from cqrs_shared.tracing import configure_tracing, shutdown_tracing
 from query_svc.app import create_app
+from query_svc.http_protocol import CoalescingHttpToolsProtocol
 from query_svc.settings import QuerySettings
 
 
@@ -45,8 +47,11 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        # An access line is formatted for every response (its arguments even when the level drops
+        # it, a path quoted per request): only when the configured level shows them.
+        access_log=logging.getLogger("uvicorn.access").isEnabledFor(logging.INFO),
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
     )
 
 

@@ -30,6 +30,7 @@ from cqrs_shared.read_models.notifications import CHANNEL, encode_changes
 from cqrs_shared.testing.tcp_proxy import free_port
 from query_svc.database import Connection
 from query_svc.declarations import ColumnType, Projection, View
+from query_svc.http_protocol import CoalescingHttpToolsProtocol
 
 #: Where the projector notifies (the shared contract's channel).
 NOTIFY_CHANNEL = CHANNEL
@@ -51,12 +52,25 @@ async def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) ->
             await asyncio.sleep(0.002)
 
 
+def _server(app: FastAPI, port: int) -> uvicorn.Server:
+    """A uvicorn server for `app` with the HTTP protocol the service runs (`python -m query_svc`)."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        ws="none",
+        http=CoalescingHttpToolsProtocol,
+    )
+    return uvicorn.Server(config)
+
+
 @asynccontextmanager
 async def serve_live(app: FastAPI) -> AsyncIterator[str]:
     """The app behind a real HTTP server on 127.0.0.1; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none")
-    server = uvicorn.Server(config)
+    server = _server(app, port)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -73,8 +87,7 @@ async def serve_live(app: FastAPI) -> AsyncIterator[str]:
 def serve_in_thread(app: FastAPI, *, timeout: float = 30.0) -> Iterator[str]:
     """The app behind a real HTTP server in a background thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none")
-    server = uvicorn.Server(config)
+    server = _server(app, port)
     thread = threading.Thread(target=server.run, name="query-svc-test-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
