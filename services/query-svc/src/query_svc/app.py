@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from cqrs_shared.auth import TokenVerifier
 from cqrs_shared.problems import install_problem_handlers
@@ -28,7 +29,7 @@ from query_svc.engine import ReadEngine
 from query_svc.fast_reads import FastReads
 from query_svc.hub import ChangeHub
 from query_svc.listener import ProjectionListener
-from query_svc.metrics import RequestMetrics
+from query_svc.metrics import RequestMetrics, RequestRecorder
 from query_svc.parameters import collection_parameters, read_options_dependency
 from query_svc.routes import build_router
 from query_svc.settings import QuerySettings
@@ -77,9 +78,27 @@ def _readiness(reader: Reader, catalog: Catalog) -> Callable[[], Awaitable[None]
     return views_ready
 
 
+class QueryApp(FastAPI):
+    """The FastAPI app with `fast_reads` in front of it: an HTTP request goes to `fast_reads`
+    first, which hands what it does not answer itself to `full_app`, FastAPI's own handling.
+    In front rather than as a middleware, the hot reads skip every ASGI layer of the app (error,
+    body-limit and telemetry middlewares, metrics), which were a tenth of a point read's CPU."""
+
+    fast_reads: FastReads | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_reads is None or scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+        else:
+            await self.fast_reads(scope, receive, send)
+
+    async def full_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: QuerySettings | None = None, *, catalog: Catalog | None = None, **overrides: Any
-) -> FastAPI:
+) -> QueryApp:
     """The query service for `catalog` (default: the configured projections' read models). Nothing
     connects until start-up."""
     settings = settings or QuerySettings(**overrides)
@@ -105,7 +124,7 @@ def create_app(
             await listener.stop()
             await reader.close()
 
-    app = FastAPI(
+    app = QueryApp(
         title="query-svc",
         version="0.2.0",
         description="Read models over HTTP: declared views, keyset pages, read-your-writes, live streams.",
@@ -119,9 +138,10 @@ def create_app(
     specs = {view.name: collection_parameters(view) for view in catalog.views}
     reads = build_router(catalog, engine, authorizer, read_options, streams, specs)
     app.include_router(reads)
-    # Inside RequestMetrics (added last, so outermost of the two): fast reads are counted too.
-    app.add_middleware(
-        FastReads,
+    app.fast_reads = FastReads(
+        app.full_app,
+        owner=app,
+        metrics=RequestRecorder(),
         catalog=catalog,
         specs=specs,
         engine=engine,

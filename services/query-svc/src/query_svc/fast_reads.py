@@ -2,28 +2,33 @@
 
 The profile of a point read (py-spy, bench/README.md) spent about a quarter of the service's CPU
 between the HTTP parser and the route's own code: the router's linear match over every route,
-`solve_dependencies`, three ASGI layers per request. This middleware answers the two hot routes,
-`GET /v1/<view>/{id}` and `GET /v1/<view>`, by calling the very functions the FastAPI routes call
-(the same read-options and authorization dependencies, `reject_unknown`, `page_query`, the engine,
-`cached_json`, the app's own problem handlers), so the answers are the same bytes and headers.
+`solve_dependencies`, the ASGI layers per request. `FastReads` sits in front of the FastAPI app
+(`QueryApp` calls it first) and answers the two hot routes, `GET /v1/<view>/{id}` and
+`GET /v1/<view>`, by calling the very functions the FastAPI routes call (the same read-options and
+authorization dependencies, `reject_unknown`, `page_query`, the engine, `cached_json`, the app's
+own problem handlers, its answer to an unexpected error), so the answers are the same bytes and
+headers, and records their request metrics as `RequestMetrics` does inside the app.
 
 It only takes a request it can answer exactly as FastAPI would. Anything FastAPI itself would
 validate and might refuse (a path id outside its declared length or pattern, a wait parameter in
 the query string, a consistency-token or If-None-Match header outside its bounds or repeated) goes
 to the full app untouched, before any read: FastAPI then answers it, 422 problems included.
-Streams, relation pages, OpenAPI and the operations routes always go to the full app.
+Streams, relation pages, OpenAPI and the operations routes always go to the full app, and so
+does every request while a tracer provider is installed (FastAPI then makes the server spans).
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
+from opentelemetry import trace
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cqrs_shared.problems import ProblemError
@@ -31,6 +36,7 @@ from query_svc.access import BEARER
 from query_svc.declarations import Catalog, View
 from query_svc.engine import ReadEngine, not_found
 from query_svc.http_cache import cached_json
+from query_svc.metrics import RequestRecorder
 from query_svc.parameters import (
     TOKEN_PATTERN,
     WAIT_PARAMETERS,
@@ -46,6 +52,11 @@ ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 #: The bounds `read_options_dependency` declares to FastAPI for its two headers.
 _HEADER_BOUNDS = {b"x-consistency-token": (1024, re.compile(TOKEN_PATTERN)), b"if-none-match": (4096, None)}
+
+
+def _traced() -> bool:
+    """Whether a tracer provider is installed (FastAPI's own test for tracing requests)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +84,16 @@ def _read_headers(scope: Scope) -> dict[str, str] | None:
 
 
 class FastReads:
-    """ASGI middleware: serves the hot reads itself and hands every other request to `app`."""
+    """In front of the app (`app`: the FastAPI app itself, `owner` its instance): serves the hot
+    reads, recording their request metrics as `RequestMetrics` does, and hands every other
+    request to `app`."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
+        owner: Any,
+        metrics: RequestRecorder,
         catalog: Catalog,
         specs: Mapping[str, CollectionParameters],
         engine: ReadEngine,
@@ -88,6 +103,8 @@ class FastReads:
         routes: list[Any],
     ) -> None:
         self.app = app
+        self._owner = owner
+        self._metrics = metrics
         self._engine = engine
         self._read_options = read_options
         self._handlers = handlers
@@ -110,7 +127,9 @@ class FastReads:
         return self._by_path.get(template)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
+        # With a tracer provider installed FastAPI makes a server span per request: then every
+        # request takes the full path, so none goes untraced.
+        if scope["type"] != "http" or scope["method"] != "GET" or _traced():
             return await self.app(scope, receive, send)
         parts = scope["path"].split("/")
         reads = self._views.get(parts[2]) if len(parts) in (3, 4) and parts[1] == "v1" else None
@@ -127,6 +146,21 @@ class FastReads:
         # A wait parameter (after, max_wait_ms) is validated by FastAPI's own query handling.
         if key is None and not WAIT_PARAMETERS.isdisjoint(request.query_params.keys()):
             return await self.app(scope, receive, send)
+        return await self._serve(request, reads, key, headers, template, send)
+
+    async def _serve(
+        self,
+        request: Request,
+        reads: _ViewReads,
+        key: str | None,
+        headers: dict[str, str],
+        template: str,
+        send: Send,
+    ) -> None:
+        """Answer as the full app would, its request metrics and unexpected-error answer included."""
+        started = time.perf_counter()
+        scope = request.scope
+        scope["app"] = self._owner
         scope["route"] = self._route(template)
         try:
             response = await self._answer(request, reads, key, headers)
@@ -134,8 +168,20 @@ class FastReads:
             handler = next(self._handlers[c] for c in type(exc).__mro__ if c in self._handlers)
             handled = handler(request, exc)
             response = await handled if inspect.isawaitable(handled) else handled
-        await response(scope, receive, send)
-        return None
+        except Exception as exc:
+            # As Starlette's ServerErrorMiddleware: the app's answer for an unexpected error, and
+            # the error raised on to the server, which logs it; counted as a 500.
+            self._metrics.count(template, "GET", "500")
+            answer = await self._unexpected_answer(request, exc)
+            await answer(scope, request.receive, send)
+            raise
+        self._metrics.observe(template, time.perf_counter() - started)
+        self._metrics.count(template, "GET", str(response.status_code))
+        await response(scope, request.receive, send)
+
+    async def _unexpected_answer(self, request: Request, exc: Exception) -> Response:
+        handled = self._handlers[Exception](request, exc)
+        return await handled if inspect.isawaitable(handled) else handled
 
     @staticmethod
     def _valid_key(reads: _ViewReads, key: str) -> bool:

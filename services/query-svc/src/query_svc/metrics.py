@@ -48,28 +48,36 @@ LISTENER_RECONNECTS = Counter(
 )
 
 
-class RequestMetrics:
-    """Counts every request and observes its latency under the route template (not the raw path)."""
+class RequestRecorder:
+    """Records answered requests under their route template (`REQUESTS`, `LATENCY`)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self) -> None:
         # The labelled children, looked up once: `labels()` stringifies and locks on every call,
         # a few percent of a point read's CPU. Keys are the same label values as before.
         self._latency: dict[str, Histogram] = {}
         self._requests: dict[tuple[str, str, str], Counter] = {}
 
-    def _observe(self, route: str, seconds: float) -> None:
+    def observe(self, route: str, seconds: float) -> None:
+        """Time from the request to its response's start."""
         child = self._latency.get(route)
         if child is None:
             child = self._latency[route] = LATENCY.labels(route)
         child.observe(seconds)
 
-    def _count(self, route: str, method: str, status: str) -> None:
+    def count(self, route: str, method: str, status: str) -> None:
         key = (route, method, status)
         child = self._requests.get(key)
         if child is None:
             child = self._requests[key] = REQUESTS.labels(*key)
         child.inc()
+
+
+class RequestMetrics:
+    """Counts every request and observes its latency under the route template (not the raw path)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._recorder = RequestRecorder()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,18 +90,18 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                self._observe(_route(scope), time.perf_counter() - started)
+                self._recorder.observe(route_label(scope), time.perf_counter() - started)
             await send(message)
 
         try:
             await self.app(scope, receive, record_start)
         finally:
-            self._count(_route(scope), scope["method"], str(status))
+            self._recorder.count(route_label(scope), scope["method"], str(status))
 
 
-def _route(scope: Scope) -> str:
-    # The router stores the matched route in the scope; unmatched paths share one label so a
-    # scan of random URLs cannot grow the label set without bound.
+def route_label(scope: Scope) -> str:
+    """The route template the router (or the fast reads) stored in the scope; unmatched paths share
+    one label, so a scan of random URLs cannot grow the label set without bound."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"

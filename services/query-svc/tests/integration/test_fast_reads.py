@@ -7,6 +7,7 @@ A spy on FastReads' own answering tells which requests it served and which it ha
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -14,11 +15,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from cqrs_shared.consistency import ConsistencyToken
 from cqrs_shared.read_models.shop import CUSTOMERS, ORDERS
-from query_svc.app import create_app
+from query_svc.app import QueryApp, create_app
+from query_svc.engine import ReadEngine
 from query_svc.fast_reads import FastReads
 from query_svc.settings import QuerySettings
 from query_svc.testing import insert_rows, serve_in_process
@@ -81,9 +83,14 @@ async def seeded(
     )
 
 
-def _without_fast_reads(app: FastAPI) -> FastAPI:
-    app.user_middleware = [m for m in app.user_middleware if m.cls is not FastReads]  # type: ignore[comparison-overlap]  # Middleware.cls is typed as a factory; it is the class given to add_middleware
+def _without_fast_reads(app: QueryApp) -> QueryApp:
+    app.fast_reads = None
     return app
+
+
+def _requests_counted(route: str, status: str) -> float:
+    labels = {"route": route, "method": "GET", "status": status}
+    return REGISTRY.get_sample_value("cqrs_query_http_requests_total", labels) or 0.0
 
 
 def _comparable(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
@@ -91,7 +98,7 @@ def _comparable(response: httpx.Response) -> tuple[int, bytes, dict[str, str]]:
     return response.status_code, response.content, headers
 
 
-async def _answers(app: FastAPI, readers: dict[str, str]) -> list[tuple[int, bytes, dict[str, str]]]:
+async def _answers(app: QueryApp, readers: dict[str, str]) -> list[tuple[int, bytes, dict[str, str]]]:
     async with serve_in_process(app) as client:
         out = []
         for path, extra, _fast in CASES:
@@ -116,7 +123,9 @@ async def test_fast_reads_answer_every_request_exactly_as_the_fastapi_routes(
 
     monkeypatch.setattr(FastReads, "_answer", spy)
     settings = settings_for(shop_dsn, wait_default_ms=0)
+    counted_before = _requests_counted("/v1/orders/{item_id}", "200")
     fast = await _answers(create_app(settings), readers)
+    counted = _requests_counted("/v1/orders/{item_id}", "200") - counted_before
     taken = list(served)
     served.clear()
     slow = await _answers(_without_fast_reads(create_app(settings)), readers)
@@ -127,3 +136,39 @@ async def test_fast_reads_answer_every_request_exactly_as_the_fastapi_routes(
     assert len(taken) == len(expected)
     statuses = {status for status, _body, _headers in fast}
     assert {200, 304, 400, 401, 404, 422} <= statuses
+    # Served in front of the app's metrics middleware, fast reads are counted all the same.
+    item_oks = [
+        status
+        for (path, _extra, _f), (status, _body, _headers) in zip(CASES, fast, strict=True)
+        if path.startswith("/v1/orders/o-") and status == 200
+    ]
+    assert counted == len(item_oks) > 0
+
+
+async def test_an_unexpected_error_is_answered_counted_and_raised_as_by_the_full_app(
+    seeded: None,
+    shop_dsn: str,
+    settings_for: Callable[..., QuerySettings],
+    readers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(*_args: Any) -> Any:
+        raise RuntimeError("a bug in the engine")
+
+    monkeypatch.setattr(ReadEngine, "item", broken)
+    settings = settings_for(shop_dsn, wait_default_ms=0)
+    answers = []
+    for app in (create_app(settings), _without_fast_reads(create_app(settings))):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        before = _requests_counted("/v1/orders/{item_id}", "500")
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://query.test") as client,
+        ):
+            answers.append(_comparable(await client.get("/v1/orders/o-1", headers=readers)))
+        assert _requests_counted("/v1/orders/{item_id}", "500") == before + 1
+    fast, full = answers
+    assert fast == full
+    assert fast[0] == 500
+    assert fast[2]["content-type"] == "application/problem+json"
+    assert json.loads(fast[1])["type"].endswith("/internal")
