@@ -212,8 +212,9 @@ def test_keda_scales_consumers_on_lag_and_is_capped_at_the_partition_count() -> 
         (["services.command.replica=3"], "additional properties 'replica' not allowed"),
         (["writeStore.mongodb.existingSecret="], "at '/writeStore/mongodb/existingSecret': minLength"),
         (["auth.algorithm=HS256"], "at '/auth/hmac/existingSecret': minLength"),
+        (["services.query.workers=0"], "at '/services/query/workers': minimum"),
     ],
-    ids=["bad-port", "unknown-field", "missing-mongodb-secret", "hs256-without-secret"],
+    ids=["bad-port", "unknown-field", "missing-mongodb-secret", "hs256-without-secret", "no-query-workers"],
 )
 def test_a_broken_value_fails_at_helm_install(sets: list[str], message: str) -> None:
     """values.schema.json: `helm install`, `helm template` and `helm lint` all refuse these."""
@@ -304,3 +305,13 @@ def test_the_projections_value_drives_the_projector_the_query_service_the_setup_
         "projector-svc.products",
     ]
     assert render_text(sets=["services.projector.projections={}"]).returncode != 0  # at least one
+
+
+def test_the_query_workers_value_sets_the_server_processes_of_a_query_pod() -> None:
+    def workers(sets: list[str]) -> str:
+        deployment = of_kind(render(sets=sets), "Deployment")["cqrs-query-svc"]
+        env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        return str(next(e["value"] for e in env if e["name"] == "QUERY_SVC_WORKERS"))
+
+    assert workers([]) == "1"
+    assert workers(["services.query.workers=2"]) == "2"

@@ -94,6 +94,7 @@ variable is one the service's settings read (tests/deploy checks this against th
 {{- if eq $key "query" }}
 {{- /* query-svc serves the read models the projector builds: one list for both. */}}
 - {name: QUERY_SVC_PROJECTIONS, value: {{ join "," $v.services.projector.projections | quote }}}
+- {name: QUERY_SVC_WORKERS, value: {{ $v.services.query.workers | quote }}}
 {{- end }}
 {{- end -}}
 
