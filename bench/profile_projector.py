@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 
 from bench.proc_cpu import CpuMeter, infra_pids
 from bench.profile_query import summarize
@@ -58,6 +59,31 @@ async def _produce(topics: TopicNames, history: list[EventEnvelope]) -> None:
             await feed.send(history[start : start + 10_000])
 
 
+def _batch_figures(url: str) -> str:
+    """Batches applied so far and their mean transaction time, from the service's metrics."""
+    figures = {}
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(("cqrs_projector_batch_seconds_count", "cqrs_projector_batch_seconds_sum")):
+            name, value = line.split("{", 1)[0], float(line.rsplit(" ", 1)[1])
+            figures[name.rsplit("_", 1)[1]] = value
+    count, total = figures.get("count", 0.0), figures.get("sum", 0.0)
+    return f"{count:.0f} batches (warm-up included), {1000 * total / max(count, 1):.1f} ms per transaction"
+
+
+def backends_of(database: str) -> list[int]:
+    """PostgreSQL backends connected to `database` (they show its name in their process title),
+    so other users of the shared server do not count."""
+    found = []
+    for pid in infra_pids(("postgres",)):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f" {database} ".encode() in title:
+            found.append(pid)
+    return found
+
+
 def _rebuild(env: dict[str, str], out: Path) -> tuple[float, float, str]:
     """`cqrs projector rebuild shop` (under py-spy unless `--no-spy`): seconds, CPU seconds of the
     children (the CLI and, when it runs, py-spy), and the CLI's last line."""
@@ -90,6 +116,7 @@ async def main(events: int, out: Path, rebuild_only: bool, steady_only: bool) ->
     names = [topics.events("customer"), topics.events("order")]
     env = {**os.environ, "DATABASE_URL": dsn, "CQRS_TOPIC_PREFIX": prefix, "LOG_LEVEL": "WARNING"}
     env |= {"KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP, "PROJECTOR_SVC_PORT": str(free_port())}
+    env |= {"PROJECTOR_SVC_SESSION_TIMEOUT_MS": "120000"}
     settings = ProjectorSettings(database_url=dsn, topic_prefix=prefix, kafka_bootstrap_servers=BOOTSTRAP)
     await prepare_topics(settings, "shop")
     history = ShopHistory(seed=7, clock=utc_now).take(events)
@@ -106,20 +133,30 @@ async def main(events: int, out: Path, rebuild_only: bool, steady_only: bool) ->
             async with pool.acquire() as connection:
                 await wait_for_offsets(connection, await end_offsets(BOOTSTRAP, names), within=120)
             history = history[200:]
-            meter = CpuMeter({"projector": [projector.process.pid], "postgres": infra_pids})
+            # The backlog is produced while the projector is stopped (SIGSTOP; its session timeout
+            # is raised to outlast it), so the drain measures the projector, not the producer.
+            os.kill(projector.process.pid, signal.SIGSTOP)
+            produced = time.perf_counter()
+            await _produce(topics, history)
+            print(f"produced {len(history):,} events in {time.perf_counter() - produced:.1f} s")
+            ends = await end_offsets(BOOTSTRAP, names)
+            meter = CpuMeter(
+                {"projector": [projector.process.pid], "postgres": lambda: backends_of(database)}
+            )
             meter.start()
             spy = _spy(projector.process.pid, out.with_suffix(".steady.folded"))
             started = time.perf_counter()
-            await _produce(topics, history)
-            ends = await end_offsets(BOOTSTRAP, names)
+            os.kill(projector.process.pid, signal.SIGCONT)
             async with pool.acquire() as connection:
                 await wait_for_offsets(connection, ends, within=900)
             seconds = time.perf_counter() - started
             cpu = meter.stop()
+            batches = _batch_figures(projector.url)
             spy.send_signal(signal.SIGINT)
             spy.wait()
             projector.stop()
-            print(_line("drain (produced while it runs)", len(history), seconds, cpu))
+            print(_line("drain of the backlog", len(history), seconds, cpu))
+            print(f"  {batches}")
             if not NO_SPY:
                 print(summarize(out.with_suffix(".steady.folded"), 50))
             if steady_only:

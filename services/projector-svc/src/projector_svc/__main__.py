@@ -6,6 +6,7 @@ import uvicorn
 
 from cqrs_shared.logging_setup import configure_logging
 from cqrs_shared.tracing import configure_tracing, shutdown_tracing
+from projector_svc import gc_tuning
 from projector_svc.app import create_app
 from projector_svc.settings import ProjectorSettings
 
@@ -19,6 +20,7 @@ def main() -> None:
 
         # The instrumentation's constructor carries no annotations.
         AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
+    gc_tuning.tune()
     # Pinned: the workspace installs uvloop and httptools for query-svc, and uvicorn's "auto" would
     # switch the projector's runtime to them untested (its figures are measured on asyncio + h11).
     uvicorn.run(

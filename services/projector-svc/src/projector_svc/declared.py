@@ -64,6 +64,9 @@ class DeclaredProjection:
         return event_type in self._routes
 
     def check(self, event: EventEnvelope) -> None:
+        hit = self._checked.get(id(event))
+        if hit is not None and hit[0] is event:
+            return  # checked already (the runtime checks a batch while it fetches it, then again)
         fact = self._fact(event)
         if len(self._checked) >= _MEMO_LIMIT:
             self._checked.clear()

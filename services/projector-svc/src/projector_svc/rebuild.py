@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cqrs_shared.kafka_io import make_producer
+from projector_svc import gc_tuning
 from projector_svc.builds import (
     LOCK_NAMESPACE,
     Build,
@@ -82,13 +83,14 @@ async def rebuild(
             try:
                 build = await _target_build(control, projection, fresh=options.fresh)
                 sink = DeadLetterSink(producer, topics.events_dlq, projection=projection.name)
-                async with Replayer(
-                    settings, projection, pool, sink, build, topics, report, options.report_interval
-                ) as replayer:
-                    await replayer.until_lag(options.catch_up_lag)
-                    if options.swap:
-                        await _cut_over(control, projection, build, replayer, options.catch_up_lag)
-                    replayer.report_now("swapped" if options.swap else "built")
+                with gc_tuning.tuned():
+                    async with Replayer(
+                        settings, projection, pool, sink, build, topics, report, options.report_interval
+                    ) as replayer:
+                        await replayer.until_lag(options.catch_up_lag)
+                        if options.swap:
+                            await _cut_over(control, projection, build, replayer, options.catch_up_lag)
+                        replayer.report_now("swapped" if options.swap else "built")
                 return build
             finally:
                 await control.execute("SELECT pg_advisory_unlock($1, hashtext($2))", LOCK_NAMESPACE, lock_key)
@@ -108,8 +110,9 @@ async def catch_up(
     await producer.start()
     try:
         sink = DeadLetterSink(producer, topics.events_dlq, projection=projection.name)
-        async with Replayer(settings, projection, pool, sink, build, topics, report, 1.0) as replayer:
-            await replayer.until_lag(0)
+        with gc_tuning.tuned():
+            async with Replayer(settings, projection, pool, sink, build, topics, report, 1.0) as replayer:
+                await replayer.until_lag(0)
     finally:
         await producer.stop()
         await pool.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 
 import asyncpg
@@ -24,6 +24,8 @@ from projector_svc.projection import Projection
 from projector_svc.runtime import ProjectorRuntime
 from projector_svc.service import runtime_settings
 from projector_svc.settings import ProjectorSettings
+
+_FETCH_BYTES_PER_PARTITION = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class Replayer:
             auto_offset_reset="earliest",  # the whole history, also for a reset nobody asked for
             enable_auto_commit=False,
             isolation_level="read_committed",
+            # A whole rebuild batch in one fetch round (the default is 1 MiB per partition).
+            max_partition_fetch_bytes=_FETCH_BYTES_PER_PARTITION,
         )
         self._runtime = ProjectorRuntime(
             projection,
@@ -75,10 +79,16 @@ class Replayer:
             self._consumer,
             sink,
             schema=build.schema,
-            settings=runtime_settings(settings),
+            settings=replace(
+                runtime_settings(settings),
+                max_records=settings.rebuild_batch_records,
+                synchronous_commit=False,
+            ),
             advisory_commits=False,
         )
         self._partitions: list[TopicPartition] = []
+        self._starts: dict[TopicPartition, int] = {}
+        self._pool = pool
         self._started = time.monotonic()
         self.applied = 0
         self.remaining = 0
@@ -94,6 +104,7 @@ class Replayer:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._runtime.close()
         await self._consumer.stop()
 
     async def until_lag(self, lag: int) -> None:
@@ -128,11 +139,16 @@ class Replayer:
             self.applied += await self._runtime.step()
 
     async def _measure_remaining(self) -> None:
+        # From the offsets the build stored, not the consumer's positions: those run a
+        # prefetched batch ahead of what is applied.
         ends = await self._consumer.end_offsets(self._partitions)
-        remaining = 0
-        for tp in self._partitions:
-            remaining += max(0, ends[tp] - await self._consumer.position(tp))
-        self.remaining = remaining
+        async with self._pool.acquire() as connection:
+            stored = await stored_offsets(connection, self._build.schema)
+        starts = self._starts or await self._consumer.beginning_offsets(self._partitions)
+        self._starts = starts
+        self.remaining = sum(
+            max(0, ends[tp] - stored.get((tp.topic, tp.partition), starts[tp])) for tp in self._partitions
+        )
 
     def report_now(self, phase: str) -> None:
         eta = self.remaining / self._rate if self._rate > 0 else None

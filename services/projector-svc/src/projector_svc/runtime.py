@@ -45,6 +45,7 @@ from projector_svc.maintenance import Maintenance
 from projector_svc.metrics import BATCH_SECONDS, EVENTS, LAG, RETRIES, STALENESS_SECONDS
 from projector_svc.pg import Connection
 from projector_svc.positions import OffsetRow, PartitionKey
+from projector_svc.prefetch import Fetched, Prefetcher
 from projector_svc.projection import Projection
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ class RuntimeSettings:
     maintenance_interval: float = 1.0
     #: Seconds an event parked for a gap waits for the missing version before it is dead-lettered.
     gap_timeout: float = 60.0
+    #: False for a build that is not active (a rebuild): its batches commit without waiting for
+    #: the WAL flush. A server crash may then lose the last batches, but rows and offsets together,
+    #: so the build resumes from the offsets that survived; activating it (a synchronous commit)
+    #: flushes every earlier commit first. Only with a fixed schema.
+    synchronous_commit: bool = True
 
 
 class SwitchedBuildError(Exception):
@@ -96,6 +102,11 @@ class ProjectorRuntime:
         self._settings = settings
         self._advisory_commits = advisory_commits
         self._applier = BatchApplier(projection, sink)
+        self._prefetcher = Prefetcher(
+            consumer, projection, max_records=settings.max_records, timeout_ms=settings.fetch_timeout_ms
+        )
+        #: Next offset per partition of the batches this runtime committed (advisory Kafka commits).
+        self._applied: dict[TopicPartition, int] = {}
         self._maintenance = Maintenance(self._applier, sink, gap_timeout=settings.gap_timeout)
         self._batch_lock = asyncio.Lock()
         self._needs_seek = False
@@ -160,16 +171,24 @@ class ProjectorRuntime:
         for tp in partitions:
             offset = stored.get((tp.topic, tp.partition))
             self._consumer.seek(tp, beginnings[tp] if offset is None else offset)
+        self._applied.clear()
         if self._seek_epoch == epoch:  # else a seek was required meanwhile, maybe of other partitions
             self._needs_seek = False
         self._seek_epoch += 1
         log.info("resuming %s from the offsets stored in %s", [str(tp) for tp in partitions], self._schema)
 
     async def run(self, heartbeat: Heartbeat | None = None) -> None:
-        while True:
-            await self.step()
-            if heartbeat is not None:
-                heartbeat.beat()
+        try:
+            while True:
+                await self.step()
+                if heartbeat is not None:
+                    heartbeat.beat()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop the fetch running ahead (call before stopping the consumer)."""
+        await self._prefetcher.close()
 
     async def step(self) -> int:
         """Fetch and apply one batch, then the periodic work; returns the records applied.
@@ -178,19 +197,18 @@ class ProjectorRuntime:
         projector that stops on a bad minute would need a human to restart it."""
         try:
             if self._needs_seek:
+                await self._prefetcher.discard()
                 await self.seek_to_stored(sorted(self._consumer.assignment()))
-            epoch = self._seek_epoch
-            batch = await self._consumer.getmany(
-                timeout_ms=self._settings.fetch_timeout_ms, max_records=self._settings.max_records
-            )
-            records = [r for partition_records in batch.values() for r in partition_records]
-            if records and (self._needs_seek or epoch != self._seek_epoch):
+            fetched = await self._prefetcher.next(self._seek_epoch)
+            records = fetched.records
+            if records and (self._needs_seek or fetched.epoch != self._seek_epoch):
                 # An assignment sought the partitions (or failed to) while this batch was fetched:
                 # it may come from the wrong offsets. Drop it; the next step seeks first.
                 self._needs_seek = True
                 return 0
             if records:
-                await self.process(records)
+                self._prefetcher.start(self._seek_epoch)
+                await self._traced(fetched)
             await self._maybe_maintain()
         except SwitchedBuildError as exc:
             log.info("the active build is now %s; seeking to its stored offsets", exc)
@@ -208,10 +226,14 @@ class ProjectorRuntime:
         return len(records)
 
     async def process(self, records: Sequence[KafkaRecord]) -> Outcome:
-        """Apply one fetched batch and store its offsets, in one transaction.
+        """Apply one fetched batch and store its offsets, in one transaction."""
+        events, undecodable = decode(records)
+        return await self._traced(Fetched(self._seek_epoch, list(records), events, undecodable))
 
-        Traced as one span per batch, linked to each event's publish span: a batch continues many
+    async def _traced(self, fetched: Fetched) -> Outcome:
+        """Traced as one span per batch, linked to each event's publish span: a batch continues many
         traces at once, so it has links where a single message would have a parent."""
+        records = fetched.records
         with span(
             f"{self.projection.name} process",
             kind=SpanKind.CONSUMER,
@@ -223,10 +245,10 @@ class ProjectorRuntime:
                 "cqrs.projection": self.projection.name,
             },
         ):
-            return await self._process(records)
+            return await self._process(fetched)
 
-    async def _process(self, records: Sequence[KafkaRecord]) -> Outcome:
-        events, undecodable = decode(records)
+    async def _process(self, fetched: Fetched) -> Outcome:
+        records, events, undecodable = fetched.records, fetched.events, fetched.undecodable
         offsets = self._offset_rows(records)
         firsts: dict[PartitionKey, int] = {}
         for record in records:
@@ -251,6 +273,7 @@ class ProjectorRuntime:
         BATCH_SECONDS.labels(self.projection.name).observe(time.perf_counter() - started)
         # Only once committed: a batch stuck in its transaction has not caught anything up.
         for row in offsets:
+            self._applied[TopicPartition(row.topic, row.partition)] = row.next_offset
             LAG.labels(self.projection.name, row.topic, str(row.partition)).set(
                 max(0, row.high_watermark - row.next_offset)
             )
@@ -274,9 +297,12 @@ class ProjectorRuntime:
             return
         self._last_maintenance = now
         await self.maintain()
-        if self._advisory_commits and self._consumer.assignment():
+        # The offsets this replica applied, not the consumer's positions: those may be a
+        # prefetched batch ahead.
+        applied = {tp: n for tp, n in self._applied.items() if tp in self._consumer.assignment()}
+        if self._advisory_commits and applied:
             try:
-                await self._consumer.commit()
+                await self._consumer.commit(applied)
             except KafkaError as exc:  # advisory only: a rebalance in progress refuses commits
                 log.debug("advisory offset commit skipped: %r", exc)
 
@@ -299,7 +325,10 @@ class ProjectorRuntime:
         """Point the transaction at the build, checking in the same round trip that it is current."""
         if self._fixed_schema is not None:
             await connection.execute(
-                "SELECT set_config('search_path', quote_ident($1), true)", self._fixed_schema
+                "SELECT set_config('search_path', quote_ident($1), true), "
+                "set_config('synchronous_commit', $2, true)",
+                self._fixed_schema,
+                "on" if self._settings.synchronous_commit else "off",
             )
             return self._fixed_schema
         row = await connection.fetchrow(_ENTER_ACTIVE, self.projection.name)

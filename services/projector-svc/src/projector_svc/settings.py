@@ -31,6 +31,9 @@ class ProjectorSettings(KafkaSettings, ObservabilitySettings, PostgresConnectSet
     consumer_group: str = "projector-svc"
     max_batch_records: Annotated[int, Field(ge=1, le=50_000)] = 2000
     fetch_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    #: Records per batch of a rebuild: larger than live batches, since nobody waits on a build
+    #: that is not active yet, and each batch folds more of an aggregate's events into one write.
+    rebuild_batch_records: Annotated[int, Field(ge=1, le=200_000)] = 20_000
     #: `/healthz` fails when the projector loop has not completed a step for this long (a step is
     #: one fetch and one batch transaction; only a hang takes this long).
     liveness_seconds: Annotated[float, Field(gt=0)] = 120.0

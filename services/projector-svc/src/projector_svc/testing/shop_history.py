@@ -64,9 +64,18 @@ class ShopHistory:
     """Generates the next events of an ongoing shop; `take(n)` continues where the last call ended."""
 
     def __init__(
-        self, seed: int = 0, *, prefix: str = "", clock: Callable[[], datetime] | None = None
+        self,
+        seed: int = 0,
+        *,
+        prefix: str = "",
+        clock: Callable[[], datetime] | None = None,
+        max_aggregates: int | None = None,
     ) -> None:
+        """`max_aggregates`: once that many customers and orders exist, no new ones are made and
+        the existing ones keep changing (renames, e-mail changes, open orders moving on; no
+        deletions, which would use them up): a long history over a fixed set of aggregates."""
         self._random = random.Random(seed)  # noqa: S311  # reproducible test data, not secrets
+        self._max_aggregates = max_aggregates
         self._prefix = prefix
         self._clock = clock
         self._ticks = 0
@@ -96,6 +105,14 @@ class ShopHistory:
         customer = self._pick(self._live, lambda i: not self._customers[i].deleted)
         order = self._pick(self._open, lambda i: self._orders[i].status in ("placed", "confirmed"))
         roll = self._random.random()
+        if customer is not None and self._full():
+            if order is not None and roll < 0.3:
+                return self._advance(order)
+            if roll < 0.8:
+                return self._customer_event(customer, c.CustomerRenamed(name=self._name()))
+            return self._customer_event(
+                customer, c.CustomerEmailChanged(email=f"{customer}.{roll:.6f}@example.org")
+            )
         if customer is None or roll < 0.14:
             return self._register()
         if roll < 0.24:
@@ -108,6 +125,10 @@ class ShopHistory:
         if roll < 0.58 or order is None:
             return self._place(customer)
         return self._advance(order)
+
+    def _full(self) -> bool:
+        limit = self._max_aggregates
+        return limit is not None and len(self._customers) + len(self._orders) >= limit
 
     def _name(self) -> str:
         first = self._random.choice(["Ada", "Grace", "Alan", "Edsger", "Barbara"])
