@@ -5,7 +5,7 @@ STACK := scripts/infra/stack.sh
 SERVICES := scripts/services.sh
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types lint-shell fmt demo bench bench-quick bench-all bench-commands bench-tracing bench-dynamodb bench-growth bench-projector bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
+.PHONY: help deps up down status test test-unit test-pythons lint lint-ruff lint-types lint-shell fmt demo bench bench-quick bench-all bench-commands bench-tracing bench-dynamodb bench-growth bench-projector bench-rebuild bench-query bench-serverless soak manifests images k8s-check lint-deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ bench-growth: deps ## Command-side cost with an empty store vs 1,000,000 stored 
 bench-projector: deps ## Projected events/s (steady, rebuild) and staleness vs raw consume and insert rates
 	@$(STACK) up
 	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.projector_bench
+
+bench-rebuild: deps ## Rebuild of 1,000,000 events over 100,000 aggregates under live load: events/s, live staleness, progress plot
+	@eval "$$($(STACK) env)" && $(UV) run --frozen python -m bench.rebuild_bench --rebuild-events 1000000
 
 bench-query: deps ## Query requests/s and latency vs a raw asyncpg SELECT of the same rows
 	@$(STACK) up

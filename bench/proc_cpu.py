@@ -58,6 +58,16 @@ def infra_pids(programs: tuple[str, ...] = INFRA_PROGRAMS) -> list[int]:
     return [pid for pid, cmd in _cmdlines().items() if _is_server(cmd, programs)]
 
 
+def backends_of(database: str) -> list[int]:
+    """PostgreSQL backends connected to `database` (a backend's process title names its database),
+    so other users of a shared server do not count."""
+    found = []
+    for pid, cmd in _cmdlines().items():
+        if _is_server(cmd, ("postgres",)) and f" {database} ".encode() in cmd:
+            found.append(pid)
+    return found
+
+
 def store_pids() -> list[int]:
     """FerretDB and PostgreSQL processes: the write store as this machine runs it."""
     return infra_pids(("ferretdb", "postgres"))

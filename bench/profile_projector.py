@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from bench.proc_cpu import CpuMeter, infra_pids
+from bench.proc_cpu import CpuMeter, backends_of
 from bench.profile_query import summarize
 from bench.projector_bench import ADMIN_DSN, BOOTSTRAP
 from cqrs_shared.envelopes import EventEnvelope, utc_now
@@ -68,20 +68,6 @@ def _batch_figures(url: str) -> str:
             figures[name.rsplit("_", 1)[1]] = value
     count, total = figures.get("count", 0.0), figures.get("sum", 0.0)
     return f"{count:.0f} batches (warm-up included), {1000 * total / max(count, 1):.1f} ms per transaction"
-
-
-def backends_of(database: str) -> list[int]:
-    """PostgreSQL backends connected to `database` (they show its name in their process title),
-    so other users of the shared server do not count."""
-    found = []
-    for pid in infra_pids(("postgres",)):
-        try:
-            title = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if f" {database} ".encode() in title:
-            found.append(pid)
-    return found
 
 
 def _rebuild(env: dict[str, str], out: Path) -> tuple[float, float, str]:
@@ -177,7 +163,7 @@ async def main(events: int, out: Path, rebuild_only: bool, steady_only: bool) ->
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=40_000)
-    parser.add_argument("--out", type=Path, default=Path("projector-profile"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "projector-profile")
     parser.add_argument("--rebuild-only", action="store_true")
     parser.add_argument("--steady-only", action="store_true")
     parser.add_argument("--no-spy", action="store_true", help="measure only (py-spy shares the cores)")

@@ -18,9 +18,8 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
+from bench.proc_cpu import CpuMeter, backends_of
 from cqrs_shared.envelopes import EventEnvelope, utc_now
 from cqrs_shared.read_models.notifications import CHANNEL
 from cqrs_shared.read_models.shop import ORDERS
@@ -98,23 +98,31 @@ async def raw_unnest(dsn: str, count: int) -> float:
 
 
 async def drain(
-    pool: asyncpg.Pool[asyncpg.Record], names: list[str], feed: EventFeed, events: list[Any]
-) -> float:
-    """Events/s of the running projector working off a backlog produced as fast as possible."""
-    started = time.perf_counter()
-    await feed.send(events)
+    pool: asyncpg.Pool[asyncpg.Record], names: list[str], feed: EventFeed, events: list[Any], projector: int
+) -> tuple[float, dict[str, float]]:
+    """Events/s of the running projector (process `projector`) working off a backlog, and the CPU
+    seconds of that process and of its database's PostgreSQL backends while it did.
+
+    A few events first, so the consumer group has assigned the partitions; the rest is produced
+    while the projector is stopped (SIGSTOP), so the rate is the projector's, not the producer's."""
+    warm, backlog = events[:200], events[200:]
+    await feed.send(warm)
     async with pool.acquire() as connection:
-        await wait_for_offsets(connection, await end_offsets(BOOTSTRAP, names), within=600)
-    return len(events) / (time.perf_counter() - started)
-
-
-def rebuild_with_cli(env: dict[str, str]) -> tuple[float, str]:
-    done = subprocess.run(  # noqa: S603  # fixed argv
-        [str(Path(sys.executable).parent / "cqrs"), "projector", "rebuild", "shop"],
-        env=env, capture_output=True, text=True, check=True, timeout=600,
-    )  # fmt: skip
-    last = done.stdout.strip().splitlines()[-1]
-    return float(last.rsplit("(", 1)[1].split()[0].replace(",", "")), last
+        await wait_for_offsets(connection, await end_offsets(BOOTSTRAP, names), within=120)
+        database = await connection.fetchval("SELECT current_database()")
+    os.kill(projector, signal.SIGSTOP)
+    try:
+        await feed.send(backlog)
+        ends = await end_offsets(BOOTSTRAP, names)
+        meter = CpuMeter({"projector": [projector], "postgres": lambda: backends_of(database)})
+        meter.start()
+        started = time.perf_counter()
+    finally:
+        os.kill(projector, signal.SIGCONT)
+    async with pool.acquire() as connection:
+        await wait_for_offsets(connection, ends, within=900)
+    rate = len(backlog) / (time.perf_counter() - started)
+    return rate, meter.stop()
 
 
 async def produce_at(
@@ -181,7 +189,7 @@ async def staleness(
     return {"visible": visible, "raw": raw, "sent": [float(len(sent))]}
 
 
-async def measure(events: int, rate: int, seconds: float) -> dict[str, Any]:
+async def measure(events: int, rate: int, seconds: float, live_rate: int = 250) -> dict[str, Any]:
     """Every figure of this benchmark, in one run against fresh topics and a fresh database."""
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     database = f"bench_{uuid.uuid4().hex[:8]}"
@@ -197,6 +205,8 @@ async def measure(events: int, rate: int, seconds: float) -> dict[str, Any]:
         "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
     }
     env |= {"LOG_LEVEL": "WARNING", "PROJECTOR_SVC_PORT": str(free_port())}
+    # Outlasts the drain's SIGSTOP while the backlog is produced (a stopped member sends no heartbeat).
+    env |= {"PROJECTOR_SVC_SESSION_TIMEOUT_MS": "120000"}
     settings = ProjectorSettings(database_url=dsn, topic_prefix=prefix, kafka_bootstrap_servers=BOOTSTRAP)
     await prepare_topics(settings, projection_named("shop"))
     log = Path(tempfile.mkdtemp()) / "projector.log"
@@ -205,31 +215,35 @@ async def measure(events: int, rate: int, seconds: float) -> dict[str, Any]:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
         await asyncio.to_thread(projector.wait_ready)
+        assert projector.process is not None
+        # Imported here: bench.rebuild_bench builds on this module's constants and percentile.
+        from bench.rebuild_bench import rebuild_under_load
+
         async with EventFeed(BOOTSTRAP, topics) as feed:
-            steady = await drain(pool, names, feed, history.take(events))
+            steady, steady_cpu = await drain(pool, names, feed, history.take(events), projector.process.pid)
             consume_rate, values = await raw_consume(names, events)
             decode_rate = raw_decode(values)
             insert_rate = await raw_unnest(dsn, events)
             lag = await staleness(dsn, feed, history, rate, seconds)
-        rebuild_rate, rebuild_line = await asyncio.to_thread(rebuild_with_cli, env)
+            rebuild = await rebuild_under_load(dsn, env, feed, history, live_rate, baseline_seconds=seconds)
     finally:
         projector.stop()
         await pool.close()
         await admin.close()
         await drop_database(ADMIN_DSN, database)
     return {
-        "events": events, "steady": steady, "rebuild": rebuild_rate, "rebuild_line": rebuild_line,
+        "events": events, "steady": steady, "steady_cpu": steady_cpu, "rebuild": rebuild,
         "consume": consume_rate, "decode": decode_rate, "insert": insert_rate, "lag": lag, "rate": rate,
     }  # fmt: skip
 
 
-async def main(events: int, rate: int, seconds: float) -> None:
-    report(**await measure(events, rate, seconds))
+async def main(events: int, rate: int, seconds: float, live_rate: int) -> None:
+    report(**await measure(events, rate, seconds, live_rate))
 
 
 def report(
-    events: int, steady: float, rebuild: float, rebuild_line: str, consume: float, decode: float,
-    insert: float, lag: dict[str, list[float]], rate: int,
+    events: int, steady: float, steady_cpu: dict[str, float], rebuild: dict[str, Any], consume: float,
+    decode: float, insert: float, lag: dict[str, list[float]], rate: int,
 ) -> None:  # fmt: skip
     visible, raw = lag["visible"], lag["raw"]
     print(f"projector benchmark, {events:,} shop events, 3 partitions per topic, {os.cpu_count()} CPUs")
@@ -242,9 +256,8 @@ def report(
         f"{steady / consume:.2f} x consume, {steady / insert:.2f} x insert, {steady / decode:.2f} x decode"
     )
     print(f"  steady state (live process)    {steady:>10,.0f} events/s   = {ratios}")
-    ratios = f"{rebuild / consume:.2f} x consume, {rebuild / insert:.2f} x insert"
-    print(f"  rebuild (cqrs projector ...)   {rebuild:>10,.0f} events/s   = {ratios}")
-    print(f"    {rebuild_line}")
+    per = ", ".join(f"{role} {1000 * spent / (events - 200):.3f}" for role, spent in steady_cpu.items())
+    print(f"    CPU ms per event: {per}")
     print(f"staleness at {rate} events/s ({len(visible):,} of {int(lag['sent'][0]):,} events seen visible):")
     p50, p99 = percentile(visible, 0.5), percentile(visible, 0.99)
     r50, r99 = percentile(raw, 0.5), percentile(raw, 0.99)
@@ -252,6 +265,9 @@ def report(
     print(f"  append -> row visible          p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   mean {mean:.1f} ms")
     print(f"  append -> raw consume          p50 {r50:7.1f} ms   p99 {r99:7.1f} ms")
     print(f"  ratio                          p50 {p50 / r50:7.1f} x    p99 {p99 / r99:7.1f} x")
+    from bench.rebuild_bench import report as rebuild_report  # see measure
+
+    rebuild_report({"events": events, "aggregates": None, **rebuild})
 
 
 if __name__ == "__main__":
@@ -259,5 +275,6 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--rate", type=int, default=500, help="events/s for the staleness run")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--live-rate", type=int, default=250, help="live events/s during the rebuild")
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.rate, args.seconds))
+    asyncio.run(main(args.events, args.rate, args.seconds, args.live_rate))

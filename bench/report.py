@@ -90,16 +90,35 @@ def _command_rows(c: dict[str, Any]) -> list[str]:
 
 
 def _projector_rows(p: dict[str, Any]) -> list[str]:
-    return [
+    cpu = p.get("steady_cpu_ms_per_event", {})
+    rows = [
         f"| reference: raw unnest upsert | {_fmt(p['raw_upsert_rows_per_s'])} rows/s | | | reference |",
         f"| reference: bare consume | {_fmt(p['raw_consume_per_s'])} records/s | | | reference |",
-        f"| B4 steady ({p['events']:,} events) | {_fmt(p['steady_events_per_s'])} events/s | | | "
-        f"{_verdict(p['steady_over_upsert'], 0.6)} of raw upsert |",
-        f"| B4 rebuild ({p['events']:,} events) | {_fmt(p['rebuild_events_per_s'])} events/s | | | "
-        f"{_verdict(p['rebuild_over_target'], 1.0)} of 50,000/s |",
-        f"| projector staleness at {p['staleness_rate']}/s | | p50 {_fmt(p['visible_p50_ms'], 1)} ms, "
-        f"p99 {_fmt(p['visible_p99_ms'], 1)} ms | | raw consume p50 {_fmt(p['raw_consume_p50_ms'], 1)} ms |",
+        f"| B4 steady ({p['events']:,} events) | {_fmt(p['steady_events_per_s'])} events/s | "
+        f"| {_fmt(cpu.get('total'), 3)} | {_verdict(p['steady_over_upsert'], 0.6)} of raw upsert |",
     ]
+    if cpu:
+        rows.append(f"| B4 steady CPU per event: projector / its PostgreSQL backends | | "
+                    f"| {_fmt(cpu['projector'], 3)} / {_fmt(cpu['postgres'], 3)} | |")  # fmt: skip
+    live = f", live load {p['rebuild_live_rate']}/s" if "rebuild_live_rate" in p else ""
+    rows.append(
+        f"| B4 rebuild ({p['events']:,} events{live}) | {_fmt(p['rebuild_events_per_s'])} events/s | | | "
+        f"{_verdict(p['rebuild_over_target'], 1.0)} of 50,000/s |"
+    )
+    if "rebuild_staleness_during" in p:
+        before, during = p["rebuild_staleness_before"], p["rebuild_staleness_during"]
+        rows.append(
+            f"| live staleness before / during the rebuild | | p50 {_fmt(before['p50_ms'], 1)} / "
+            f"{_fmt(during['p50_ms'], 1)} ms, p99 {_fmt(before['p99_ms'], 1)} / "
+            f"{_fmt(during['p99_ms'], 1)} ms "
+            f"| | during / before: p50 {_fmt(p['rebuild_staleness_p50_ratio'], 2)}x, "
+            f"p99 {_fmt(p['rebuild_staleness_p99_ratio'], 2)}x (target at most 2x) |"
+        )
+    rows.append(
+        f"| projector staleness at {p['staleness_rate']}/s | | p50 {_fmt(p['visible_p50_ms'], 1)} ms, "
+        f"p99 {_fmt(p['visible_p99_ms'], 1)} ms | | raw consume p50 {_fmt(p['raw_consume_p50_ms'], 1)} ms |"
+    )
+    return rows
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -125,7 +144,10 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", budget_table(suites["staleness"])]
     if "growth" in suites:
         lines += ["", growth_table(suites["growth"])]
-    lines += ["", "Plots: `throughput.png`, `latency.png`."]
+    plots = "`throughput.png`, `latency.png`"
+    if suites.get("projector", {}).get("rebuild_progress"):
+        plots += ", `rebuild_progress.png`"
+    lines += ["", f"Plots: {plots}."]
     return "\n".join(lines) + "\n"
 
 
@@ -164,6 +186,23 @@ def plots(results: dict[str, Any], folder: Path) -> None:
     plt.close(figure)
 
 
+def rebuild_plot(projector: dict[str, Any], folder: Path) -> None:
+    """Events the rebuild applied over time (from its progress lines), with its mean rate."""
+    progress = projector.get("rebuild_progress")
+    if not progress:
+        return
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    axis.plot([t for t, _ in progress], [n for _, n in progress], marker=".", label="events applied")
+    live = projector.get("rebuild_live_rate")
+    axis.set(xlabel="seconds since `cqrs projector rebuild` started", ylabel="events applied",
+             title=f"Rebuild progress ({_fmt(projector['rebuild_events_per_s'])} events/s"
+                   + (f", live load {live} events/s)" if live else ")"))  # fmt: skip
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.savefig(folder / "rebuild_progress.png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
 def write(results: dict[str, Any]) -> Path:
     """The run's folder under `bench/results/`, with results.json, results.md and the plots."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -172,4 +211,6 @@ def write(results: dict[str, Any]) -> Path:
     (folder / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (folder / "results.md").write_text(markdown(results))
     plots(results, folder)
+    if "projector" in results["suites"]:
+        rebuild_plot(results["suites"]["projector"], folder)
     return folder
