@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
 
+from cqrs_shared.envelopes import EventEnvelope
 from projector_svc.builds import Build, list_builds
+from projector_svc.pg import Connection
 from projector_svc.rebuild import RebuildOptions, catch_up, rebuild
 from projector_svc.replayer import Progress
 from projector_svc.settings import ProjectorSettings
@@ -108,3 +111,49 @@ async def test_a_rebuild_under_load_swaps_in_a_copy_equal_to_the_live_view(
         assert diff(rebuilt, live) == []
         assert diff(rebuilt, fold(sent)) == []
         assert len(rebuilt.orders) > 1000
+
+
+class _CommitModes(ShopProjection):
+    """The shop projection, noting the `synchronous_commit` each batch runs with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: list[str] = []
+
+    async def apply(self, connection: Connection, events: Sequence[EventEnvelope]) -> None:
+        self.modes.append(await connection.fetchval("SHOW synchronous_commit"))
+        await super().apply(connection, events)
+
+
+async def test_a_rebuild_swaps_in_only_once_it_applied_every_event_and_commits_asynchronously_alone(
+    settings: ProjectorSettings,
+    feed: EventFeed,
+    pool: asyncpg.Pool[asyncpg.Record],
+    start_projector: StartProjector,
+) -> None:
+    """No live replica runs, so nothing but the rebuild's own count of what remains holds the swap
+    back: with batches fetched ahead, a count from the consumer's positions swapped in a build a
+    batch short (a third of the history with large batches)."""
+    history = ShopHistory(seed=6)
+    sent = history.take(3000)
+    await feed.send(sent)
+    topics = [feed.topics.events("customer"), feed.topics.events("order")]
+    rebuilt = _CommitModes()
+    # Counting what remains after every batch, the moment a batch fetched ahead is most likely.
+    options = RebuildOptions(catch_up_lag=0, report_interval=0.0)
+    build = await rebuild(settings.model_copy(update={"rebuild_batch_records": 400}), rebuilt, options)
+    assert build == Build("shop", 2)
+    async with pool.acquire() as connection:
+        assert diff(await read_rows(connection), fold(sent)) == []
+    assert rebuilt.modes
+    assert set(rebuilt.modes) == {"off"}
+
+    live = _CommitModes()
+    await start_projector(live)
+    more = history.take(100)
+    await feed.send(more)
+    async with pool.acquire() as connection:
+        await wait_for_offsets(connection, await end_offsets(feed.bootstrap, topics))
+        assert diff(await read_rows(connection), fold(sent + more)) == []
+    assert live.modes
+    assert set(live.modes) == {"on"}
