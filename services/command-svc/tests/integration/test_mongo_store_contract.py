@@ -2,8 +2,10 @@
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 
 from command_svc.write_store.mongo_store import MongoLeaseStore, MongoWriteStore
 from cqrs_shared.testing.write_store_contract import LeaseStoreContract, WriteStoreContract, make_commit
@@ -54,3 +56,46 @@ class TestMongoLeaseStore(LeaseStoreContract):
             clock[0] += seconds
 
         return advance
+
+
+class _UpdateWatch(monitoring.CommandListener):
+    """Statements per `update` command and the most of them on their way at once."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update":
+            self.sizes.append(len(event.command["updates"]))
+            self.in_flight += len(event.command["updates"])
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if event.command_name == "update":
+            self.in_flight -= event.reply.get("n", 0)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_marking_many_commits_sends_small_bulks_a_few_at_a_time(mongodb_uri: str, unique: str) -> None:
+    watch = _UpdateWatch()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_uri, event_listeners=[watch])
+    store = MongoWriteStore(client, client[f"t_{unique}"])
+    try:
+        commits = [make_commit(f"mark-{i}", 1, shard=i % 2) for i in range(40)]
+        await store.import_commits(commits)
+        await store.mark_published(commits[:37])
+        left = await store.unpublished({0, 1}, 100)
+        assert sorted(c.aggregate_id for c in left) == ["mark-37", "mark-38", "mark-39"]
+        assert sum(watch.sizes) == 37 and max(watch.sizes) <= 4
+        # FerretDB holds a PostgreSQL connection per statement until its bulk ends: never more
+        # statements on their way than one bulk of 8 used to hold.
+        assert watch.most_in_flight <= 8
+        await store.mark_published(commits[:37])  # idempotent
+        assert len(await store.unpublished({0, 1}, 100)) == 3
+    finally:
+        await client.drop_database(f"t_{unique}")
+        await store.close()

@@ -12,6 +12,7 @@ Uses only single-document atomic writes, so it needs neither a replica set nor t
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -96,8 +97,9 @@ class _Progress(monitoring.CommandListener, monitoring.ConnectionPoolListener):
 
 
 _VERSION_DIGITS = 12
-#: Statements per bulk update; see `MongoWriteStore.mark_published`.
-_MARK_BULK = 8
+#: Statements per bulk update, and bulks in flight at once; see `MongoWriteStore.mark_published`.
+_MARK_BULK = 4
+_MARK_BULKS_IN_FLIGHT = 2
 _REJECTION = "rejection"
 
 
@@ -351,7 +353,10 @@ class MongoWriteStore:
         # One update per `_id`: an `_id` equality is served by an index on every store, where
         # `_id: {$in: [...]}` is a scan of the whole history on FerretDB. In small bulks, because
         # FerretDB 1.24 keeps each statement's PostgreSQL connection until the whole bulk is done
-        # (a `defer` inside its loop): a bulk larger than its pool waits on itself forever.
+        # (a `defer` inside its loop): a bulk larger than its pool waits on itself forever. Two
+        # bulks of 4 hold no more connections than one of 8 did, and mark about 40 % more per
+        # second (FerretDB under load: 588-700/s one bulk of 8 at a time, 834-939/s two of 4;
+        # one bulk of 8 at a time made marking the relay's bound, 3.2 ms per commit).
         updates = [
             UpdateOne(
                 {"_id": commit_key(c.aggregate_type, c.aggregate_id, c.base_version)},
@@ -359,11 +364,18 @@ class MongoWriteStore:
             )
             for c in commits
         ]
-        try:
-            for start in range(0, len(updates), _MARK_BULK):
-                await self._commits.bulk_write(updates[start : start + _MARK_BULK], ordered=False)
-        except PyMongoError as exc:
-            raise WriteStoreUnavailableError(str(exc)) from exc
+        bulks = iter([updates[start : start + _MARK_BULK] for start in range(0, len(updates), _MARK_BULK)])
+
+        async def send_bulks() -> None:
+            for bulk in bulks:
+                await self._commits.bulk_write(bulk, ordered=False)
+
+        senders = [send_bulks() for _ in range(min(_MARK_BULKS_IN_FLIGHT, len(updates)))]
+        failures = [r for r in await asyncio.gather(*senders, return_exceptions=True) if r is not None]
+        for failure in failures:
+            if isinstance(failure, PyMongoError):
+                raise WriteStoreUnavailableError(str(failure)) from failure
+            raise failure
 
     async def import_commits(self, commits: Sequence[Commit]) -> None:
         """Store already-decided commits in bulk (migrations, seeding a benchmark's history).
