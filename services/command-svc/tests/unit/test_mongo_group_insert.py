@@ -51,11 +51,20 @@ async def test_a_lone_insert_goes_at_once_and_the_rest_wait_for_a_free_bulk() ->
     collection.release.clear()
     waiting = [asyncio.create_task(inserts.insert({"_id": f"d{i}"})) for i in range(10)]
     await turns()
-    # Two single-document bulks took the two slots; the eight behind them queue.
-    assert collection.bulks[1:] == [["d0"], ["d1"]]
+    # Queued in the same turn: the two slots took a full bulk each; the two behind them queue.
+    assert collection.bulks[1:] == [["d0", "d1", "d2", "d3"], ["d4", "d5", "d6", "d7"]]
+    late = asyncio.create_task(inserts.insert({"_id": "late"}))
+    await turns()
     collection.release.set()
-    await asyncio.gather(*waiting)
-    assert collection.bulks[3:] == [["d2", "d3", "d4", "d5"], ["d6", "d7", "d8", "d9"]]
+    await asyncio.gather(*waiting, late)
+    assert collection.bulks[3:] == [["d8", "d9", "late"]]
+
+
+async def test_inserts_made_in_one_turn_leave_as_one_bulk() -> None:
+    collection = FakeCollection()
+    inserts = group(collection)
+    await asyncio.gather(*(inserts.insert({"_id": f"d{i}"}) for i in range(3)))
+    assert collection.bulks == [["d0", "d1", "d2"]]
 
 
 async def test_each_caller_gets_the_answer_of_its_own_document() -> None:
@@ -103,6 +112,6 @@ async def test_closing_fails_the_queued_callers_and_sends_nothing_more() -> None
     await inserts.close()
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert all(isinstance(r, PyMongoError) for r in results)
-    assert collection.bulks == [["d0"], ["d1"]]
+    assert collection.bulks == [["d0", "d1", "d2", "d3"], ["d4", "d5"]]
     with pytest.raises(PyMongoError, match="closed"):
         await inserts.insert({"_id": "late"})

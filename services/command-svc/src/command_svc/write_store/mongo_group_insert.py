@@ -5,7 +5,9 @@ FerretDB every insert is its own round trip and PostgreSQL transaction, so one i
 caps the command rate at about 1,800/s at 32 in flight on this project's 2-core machine, while
 unordered bulks of 32 reach about 6,900/s (`bench/`). So the callers' inserts queue here and go
 out together: at most `max_in_flight` bulks are on their way, and whatever arrives meanwhile goes
-in the next one. A lone insert is sent at once, as a bulk of one: no timer, no added latency.
+in the next one. A bulk takes what is queued when it starts, on the event loop's next turn, so
+inserts made in the same turn leave together; a lone insert leaves then too, as a bulk of one: no
+timer, no added latency.
 
 Each caller still gets its own answer: `None`, or the error of its own document (a
 `DuplicateKeyError` for a taken unique key, a `WriteError` otherwise), or the error that failed the
@@ -46,6 +48,8 @@ class GroupInsert:
         self._max_in_flight = max_in_flight
         self._queue: list[tuple[Document, asyncio.Future[None]]] = []
         self._in_flight = 0
+        #: A bulk is scheduled and has not taken its documents yet.
+        self._starting = False
         self._closed = False
         self._bulks: set[asyncio.Task[None]] = set()
         #: Bulks sent so far and documents in them (the grouping shows in their ratio).
@@ -73,15 +77,24 @@ class GroupInsert:
             _settle(future, PyMongoError("the write store was closed"))
 
     def _send_what_fits(self) -> None:
-        while self._queue and self._in_flight < self._max_in_flight and not self._closed:
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        # A bulk takes its documents when it starts, not when it is scheduled, so every insert
+        # queued in the same turn of the event loop goes in it (the topic door starts a consumed
+        # batch's commands together: their commits now leave as one bulk, not as two lone ones
+        # and the rest behind them). Still no timer: a lone insert leaves on the next turn.
+        if self._queue and not self._starting and self._in_flight < self._max_in_flight and not self._closed:
+            self._starting = True
             self._in_flight += 1
-            bulk = asyncio.create_task(self._send(batch), name="write-store-group-insert")
+            bulk = asyncio.create_task(self._send(), name="write-store-group-insert")
             self._bulks.add(bulk)
             bulk.add_done_callback(self._bulks.discard)
 
-    async def _send(self, batch: list[tuple[Document, asyncio.Future[None]]]) -> None:
+    async def _send(self) -> None:
+        batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        self._starting = False
+        self._send_what_fits()  # what this bulk cannot hold goes in the next, if one is free
         try:
+            if not batch:
+                return
             self.bulks_sent += 1
             self.documents_sent += len(batch)
             errors = await self._insert_many([document for document, _ in batch])
