@@ -68,9 +68,24 @@ def _query_rows(q: dict[str, Any]) -> list[str]:
             )
         cpu_ratio = raw["cpu_ms_per_op"] / f["jwt_on"]["cpu_ms_per_op"]
         rows.append(f"| B3 {label}: CPU per read, raw / service | | | | {cpu_ratio:.2f}x |")
+        rows.append(f"| B3 {label}: CPU ms per read by role, raw | | | {_roles(raw)} | |")
+        rows.append(f"| B3 {label}: CPU ms per read by role, JWT on | | | {_roles(f['jwt_on'])} | |")
+        if f.get("cpu_ms_per_op_at_1000"):
+            rows.append(f"| B3 {label}: CPU ms per read by role at 1,000 req/s offered | | | "
+                        f"{_roles(f['cpu_ms_per_op_at_1000'], prefix='')} | |")  # fmt: skip
         rows.append(f"| B3 {label}: p99 at 1,000 req/s offered (open loop) | | "
                     f"{_fmt(f['p99_ms_at_1000'], 1)} ms | | target 10 ms |")  # fmt: skip
     return rows
+
+
+#: The processes behind a query figure: the client (this process, or the open-loop generator), the
+#: service, and PostgreSQL (shared with other work on the machine, so an upper bound).
+_ROLE_NAMES = {"bench": "client", "generator": "client", "service": "service", "infra": "PostgreSQL"}
+
+
+def _roles(figures: dict[str, Any], prefix: str = "cpu_ms_per_op_") -> str:
+    found = [(name, figures.get(prefix + role)) for role, name in _ROLE_NAMES.items()]
+    return ", ".join(f"{name} {ms:.3f}" for name, ms in found if ms is not None)
 
 
 def _command_rows(c: dict[str, Any]) -> list[str]:

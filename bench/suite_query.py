@@ -26,6 +26,11 @@ def postgres_pids() -> list[int]:
 CONCURRENCY = 16
 
 
+def _per_read(step: dict[str, Any]) -> dict[str, float]:
+    """CPU milliseconds per answered read of one open-loop step, by role."""
+    return {role: 1000 * seconds / step["ok"] for role, seconds in step["cpu_s"].items()}
+
+
 async def query_suite(*, quick: bool) -> dict[str, Any]:
     orders = 20_000 if quick else 100_000
     seconds = 3.0 if quick else 6.0
@@ -72,6 +77,9 @@ async def query_suite(*, quick: bool) -> dict[str, Any]:
             "ladder": ladders[kind],
             "p99_ms_at_1000": next(
                 (s["p99_ms"] for s in ladders[kind] if s["offered_per_s"] == 1000.0), None
+            ),
+            "cpu_ms_per_op_at_1000": next(
+                (_per_read(s) for s in ladders[kind] if s["offered_per_s"] == 1000.0 and s["ok"]), None
             ),
         }
     return figures
