@@ -70,7 +70,7 @@ def _reader(settings: QuerySettings) -> Reader:
 
 def _readiness(reader: Reader, catalog: Catalog) -> Callable[[], Awaitable[None]]:
     async def views_ready() -> None:
-        async with reader.pool.acquire() as connection:
+        async with reader.connection() as connection:
             for view in catalog.views:
                 if await connection.fetchval("SELECT to_regclass($1)", relation(view)) is None:
                     raise RuntimeError(f"{relation(view)} does not exist yet")

@@ -7,9 +7,11 @@ TCP answers nothing, ever). An exhausted pool, a cancelled statement, or a serve
 unreachable, shutting down, starting up, recovering or out of connections answers 503 with
 `Retry-After` instead of queueing without bound or surfacing as a 500.
 
-The pool recovers by itself: asyncpg replaces a closed connection when it is next acquired, and a
-connection that failed (lost, or left by the server's FATAL in a state it cannot use) is discarded
-on release, never handed out again. A reader started while the database is down starts without
+Reads borrow connections from a `ConnectionLender` over the pool (taken out of it once, lent read
+after read: the pool's own acquire and release cost more CPU than a point read's SELECT). The pool
+recovers by itself: asyncpg replaces a closed connection when it is next acquired, and a connection
+that failed (lost, or left by the server's FATAL in a state it cannot use) goes back to it and is
+discarded, never lent again. A reader started while the database is down starts without
 connections and answers 503 until it is back.
 """
 
@@ -25,9 +27,10 @@ from typing import TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from cqrs_shared.pg_failover import acquire
+from cqrs_shared.pg_failover import drop, is_failover
 from cqrs_shared.postgres_connect import PLAIN, ConnectOptions
 from cqrs_shared.problems import ProblemError
+from query_svc.lending import ConnectionLender
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,7 @@ class Reader:
         self._statement_timeout_ms = statement_timeout_ms
         self._acquire_timeout = acquire_timeout
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        self._lender: ConnectionLender | None = None
 
     async def start(self) -> None:
         """Create the pool; while the database is unavailable, an empty one (reads answer 503)."""
@@ -136,6 +140,9 @@ class Reader:
             # Connections are then opened by the reads that need them, once the database is back.
             log.warning("reader database unavailable at start (%s); reads answer 503 until it is back", exc)
             self._pool = await self._create_pool(0)
+        self._lender = ConnectionLender(
+            self._pool, max_size=self._sizes[1], acquire_timeout=self._acquire_timeout
+        )
 
     async def _create_pool(self, min_size: int) -> asyncpg.Pool[asyncpg.Record]:
         return await create_reader_pool(
@@ -151,8 +158,11 @@ class Reader:
         or half-open never acknowledges a close, and shutdown must not wait for it."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
+            lender, self._lender = self._lender, None
             try:
                 async with asyncio.timeout(_CLOSE_TIMEOUT):
+                    if lender is not None:
+                        await lender.close()
                     await pool.close()
             except UNAVAILABLE as exc:
                 log.warning(
@@ -168,12 +178,29 @@ class Reader:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        """A connection of the pool for one read; every database failure leaves as a `ProblemError`."""
+        """A connection for one read (lent, see `lending`); every database failure leaves as a
+        `ProblemError`."""
+        if self._lender is None:
+            raise RuntimeError("the reader is not started")
+        lender = self._lender
         try:
-            # A connection ended by a failover is dropped with the rest of the pool (`acquire`),
-            # so the next request reconnects to whatever node the reader endpoint names now.
-            async with acquire(self.pool, acquire_timeout=self._acquire_timeout) as connection:
+            connection = await lender.lend()
+            clean, dropped = False, False
+            try:
                 yield connection
+                clean = True
+            except BaseException as exc:
+                if is_failover(exc):
+                    # Dropped with every other connection to the same node, so the next request
+                    # reconnects to whatever node the reader endpoint names now.
+                    dropped = True
+                    await drop(self.pool, connection, exc)
+                    lender.forget(connection)
+                    await lender.expire()
+                raise
+            finally:
+                if not dropped:
+                    await lender.give_back(connection, clean=clean)
         except TimeoutError as exc:
             raise ProblemError(
                 503,

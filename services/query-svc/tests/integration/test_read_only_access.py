@@ -92,14 +92,15 @@ async def test_reader_sessions_are_read_only_and_time_limited_whatever_the_role(
     reader = Reader(shop_dsn, min_size=0, max_size=1, statement_timeout_ms=100, acquire_timeout=1.0)
     await reader.start()
     try:
-        async with reader.pool.acquire() as connection:
+        async with reader.connection() as connection:
             with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
                 await connection.execute("CREATE TABLE public.t (a int)")
         with pytest.raises(ProblemError) as timed_out:
             async with reader.connection() as connection:
                 await connection.execute("SELECT pg_sleep(2)")
         assert (timed_out.value.status, timed_out.value.kind) == (503, "query-timeout")
-        async with reader.pool.acquire():
+        # The pool's one connection is out: the next read waits its acquire timeout, then is refused.
+        async with reader.connection():
             with pytest.raises(ProblemError) as busy:
                 async with reader.connection():
                     pass

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -39,6 +37,9 @@ class FakeConnection:
     def terminate(self) -> None:
         self.terminated = True
 
+    def is_closed(self) -> bool:
+        return self.terminated
+
 
 class FailingPool:
     """A pool whose acquire (connecting) or whose statement (reading) raises `error`."""
@@ -48,12 +49,15 @@ class FailingPool:
         self.on = on
         self.connection = FakeConnection()
         self.expired = False
+        self.released: list[FakeConnection] = []
 
-    @asynccontextmanager
-    async def acquire(self, *, timeout: float | None = None) -> AsyncIterator[FakeConnection]:
+    async def acquire(self, *, timeout: float | None = None) -> FakeConnection:
         if self.on == "acquire":
             raise self.error
-        yield self.connection
+        return self.connection
+
+    async def release(self, connection: FakeConnection) -> None:
+        self.released.append(connection)
 
     async def expire_connections(self) -> None:
         self.expired = True
@@ -84,9 +88,12 @@ async def test_an_unavailable_database_is_a_503_with_retry_after(
     assert problem.value.status == 503
     assert problem.value.headers == {"Retry-After": "1"}
     assert problem.value.__cause__ is error
-    # A connection a failover ended is never handed out again, nor are its pool siblings.
+    # A connection a failover ended is never handed out again, nor are its pool siblings; one
+    # a read left with any other error goes back to the pool, which resets or discards it.
     dropped = on == "statement" and is_failover(error)
     assert (pool.connection.terminated, pool.expired) == (dropped, dropped)
+    returned = on == "statement" and not dropped
+    assert pool.released == ([pool.connection] if returned else [])
 
 
 @pytest.mark.parametrize("error", OUTAGES, ids=lambda e: type(e).__name__)
