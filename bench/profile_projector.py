@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from bench.proc_cpu import CpuMeter, backends_of
+from bench.proc_cpu import CpuMeter, backends_of, cpu_seconds
 from bench.profile_query import summarize
 from bench.projector_bench import ADMIN_DSN, BOOTSTRAP
 from cqrs_shared.envelopes import EventEnvelope, utc_now
@@ -70,19 +70,27 @@ def _batch_figures(url: str) -> str:
     return f"{count:.0f} batches (warm-up included), {1000 * total / max(count, 1):.1f} ms per transaction"
 
 
-def _rebuild(env: dict[str, str], out: Path) -> tuple[float, float, str]:
+def _rebuild(env: dict[str, str], out: Path) -> tuple[float, float, float, str]:
     """`cqrs projector rebuild shop` (under py-spy unless `--no-spy`): seconds, CPU seconds of the
-    children (the CLI and, when it runs, py-spy), and the CLI's last line."""
+    children (the CLI and, when it runs, py-spy), of its PostgreSQL backends, and its last line."""
     argv = [str(Path(sys.executable).parent / "cqrs"), "projector", "rebuild", "shop"]
     if not NO_SPY:
         argv = [SPY, "record", "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking", "--", *argv]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True, timeout=3600)  # noqa: S603  # fixed argv
+    database = urlsplit(env["DATABASE_URL"]).path.lstrip("/")
+    backends: dict[int, float] = {}
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True) as process:  # noqa: S603  # fixed argv
+        while process.poll() is None:
+            # The rebuild's PostgreSQL backends end with it: their CPU is read while they run.
+            for pid in backends_of(database):
+                backends[pid] = cpu_seconds([pid])
+            time.sleep(0.2)
+        printed = process.stdout.read() if process.stdout else ""
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return seconds, cpu, done.stdout.strip().splitlines()[-1]
+    return seconds, cpu, sum(backends.values()), printed.strip().splitlines()[-1]
 
 
 def _line(what: str, events: int, seconds: float, cpu: dict[str, float]) -> str:
@@ -149,8 +157,10 @@ async def main(events: int, out: Path, rebuild_only: bool, steady_only: bool) ->
                 return
         if rebuild_only:
             await _produce(topics, history)
-        seconds, cli_cpu, last = await asyncio.to_thread(_rebuild, env, out.with_suffix(".rebuild.folded"))
-        print(_line("rebuild (the CLI process, start-up included)", len(history), seconds, {"cli": cli_cpu}))
+        folded = out.with_suffix(".rebuild.folded")
+        seconds, cli_cpu, pg_cpu, last = await asyncio.to_thread(_rebuild, env, folded)
+        cpu = {"cli": cli_cpu, "postgres": pg_cpu}
+        print(_line("rebuild (the CLI process, start-up included)", len(history), seconds, cpu))
         print(f"  {last}")
         if not NO_SPY:
             print(summarize(out.with_suffix(".rebuild.folded"), 50))

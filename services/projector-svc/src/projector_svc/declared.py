@@ -43,6 +43,9 @@ class DeclaredProjection:
         # kept for `apply` (py-spy: validating each payload twice was 9-10 % of a batch). Keyed by
         # the event object, whose identity `apply` checks, so a reused id can only cost a recompute.
         self._checked: dict[int, tuple[EventEnvelope, Fact[Any]]] = {}
+        #: Set on a rebuild's copy during its bulk phase (`bulk_load`): batches skip the
+        #: derivations, which `derive_all` runs once at the end.
+        self.defer_derivations = False
 
     @property
     def name(self) -> str:
@@ -103,10 +106,22 @@ class DeclaredProjection:
                 rows[event.aggregate_id] = fold.apply(rows.get(event.aggregate_id), self._checked_fact(event))
             await table_rows.upsert(connection, model, list(rows.values()))
             written[model.name] = rows
+        if self.defer_derivations:
+            return
         for derivation in self.definition.derivations:
             keys = _values(written, derivation.keys)
             if keys:
                 await connection.execute(derivation.sql, keys)
+
+    async def derive_all(self, connection: Connection) -> None:
+        """Every derivation over every key its read models hold (the end of a bulk load)."""
+        for derivation in self.definition.derivations:
+            keys: set[str] = set()
+            for model, column in derivation.keys:
+                rows = await connection.fetch(f'SELECT DISTINCT "{column}" AS k FROM "{model.name}"')  # noqa: S608  # declared identifiers
+                keys.update(r["k"] for r in rows if r["k"] is not None)
+            if keys:
+                await connection.execute(derivation.sql, sorted(keys))
 
 
 def migrations_of(definition: ProjectionDefinition) -> tuple[Migration, ...]:

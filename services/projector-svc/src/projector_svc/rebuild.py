@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cqrs_shared.kafka_io import make_producer
-from projector_svc import gc_tuning
+from projector_svc import bulk_load, gc_tuning
 from projector_svc.builds import (
     LOCK_NAMESPACE,
     Build,
@@ -83,10 +83,16 @@ async def rebuild(
             try:
                 build = await _target_build(control, projection, fresh=options.fresh)
                 sink = DeadLetterSink(producer, topics.events_dlq, projection=projection.name)
+                bulk = bulk_load.bulk_variant(projection)
+                if bulk is not None:
+                    await bulk_load.begin(control, projection, build)
+                replaying = bulk or projection
                 with gc_tuning.tuned():
                     async with Replayer(
-                        settings, projection, pool, sink, build, topics, report, options.report_interval
+                        settings, replaying, pool, sink, build, topics, report, options.report_interval
                     ) as replayer:
+                        await replayer.until_lag(options.catch_up_lag)
+                        await bulk_load.finish(control, bulk, build)
                         await replayer.until_lag(options.catch_up_lag)
                         if options.swap:
                             await _cut_over(control, projection, build, replayer, options.catch_up_lag)

@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 
 from cqrs_shared.envelopes import EventEnvelope
-from projector_svc.builds import Build, list_builds
+from projector_svc import bulk_load
+from projector_svc.builds import Build, create_build, ensure_active_build, list_builds
 from projector_svc.pg import Connection
 from projector_svc.rebuild import RebuildOptions, catch_up, rebuild
 from projector_svc.replayer import Progress
@@ -157,3 +158,39 @@ async def test_a_rebuild_swaps_in_only_once_it_applied_every_event_and_commits_a
         assert diff(await read_rows(connection), fold(sent + more)) == []
     assert live.modes
     assert set(live.modes) == {"on"}
+
+
+async def _secondary_indexes(connection: Connection, schema: str) -> list[str]:
+    rows = await connection.fetch(
+        "SELECT replace(indexdef, $1, 'build.') AS d FROM pg_indexes "
+        "WHERE schemaname = $2 AND tablename IN ('customers', 'orders') AND indexname NOT LIKE '%pkey' "
+        "ORDER BY indexname",
+        f"{schema}.",
+        schema,
+    )
+    return [r["d"] for r in rows]
+
+
+async def test_an_interrupted_bulk_load_is_resumed_and_ends_with_the_indexes_and_joins_of_a_live_build(
+    settings: ProjectorSettings, feed: EventFeed, pool: asyncpg.Pool[asyncpg.Record]
+) -> None:
+    sent = ShopHistory(seed=8).take(2000)
+    await feed.send(sent)
+    async with pool.acquire() as connection:
+        await ensure_active_build(connection, ShopProjection())
+        # What a rebuild interrupted in its bulk phase leaves: a building build without its
+        # secondary indexes, their definitions kept in it.
+        interrupted = await create_build(connection, ShopProjection())
+        await bulk_load.begin(connection, ShopProjection(), interrupted)
+        assert await _secondary_indexes(connection, interrupted.schema) == []
+        wanted = await _secondary_indexes(connection, "shop_b1")
+    assert len(wanted) == 6
+
+    build = await rebuild(settings, ShopProjection(), RebuildOptions(catch_up_lag=0))
+
+    assert build == interrupted
+    async with pool.acquire() as connection:
+        assert await _secondary_indexes(connection, build.schema) == wanted
+        assert await connection.fetchval("SELECT to_regclass('shop_b2.deferred_indexes')") is None
+        # Joined columns (order counts, customer names on orders) derived once at the end.
+        assert diff(await read_rows(connection), fold(sent)) == []
