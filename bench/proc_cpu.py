@@ -68,6 +68,18 @@ def backends_of(database: str) -> list[int]:
     return found
 
 
+def database_backends(database: str) -> list[int]:
+    """PostgreSQL backends serving `database` (their process title is `postgres: <user> <database>
+    <client> <state>`): the server's work for one benchmark's connections, without what other
+    users of a shared server make it do."""
+    found = []
+    for pid, cmd in _cmdlines().items():
+        title = cmd.split(b"\0", 1)[0].decode(errors="replace").split()
+        if len(title) >= 3 and title[0] == "postgres:" and title[2] == database:
+            found.append(pid)
+    return found
+
+
 def store_pids() -> list[int]:
     """FerretDB and PostgreSQL processes: the write store as this machine runs it."""
     return infra_pids(("ferretdb", "postgres"))

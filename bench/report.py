@@ -79,7 +79,7 @@ def _query_rows(q: dict[str, Any]) -> list[str]:
 
 
 #: The processes behind a query figure: the client (this process, or the open-loop generator), the
-#: service, and PostgreSQL (shared with other work on the machine, so an upper bound).
+#: service, and PostgreSQL (the backends of the benchmark's database).
 _ROLE_NAMES = {"bench": "client", "generator": "client", "service": "service", "infra": "PostgreSQL"}
 
 

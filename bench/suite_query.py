@@ -12,15 +12,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.ladder import run_ladder
-from bench.proc_cpu import Role, infra_pids
+from bench.proc_cpu import Role, database_backends
 from bench.query_bench import DATABASE_URL, create_database, on_uvloop, raw, service, start_service
 from cqrs_shared.testing.postgres import drop_database
 
 POOL_SIZE = 10
-
-
-def postgres_pids() -> list[int]:
-    return infra_pids(("postgres",))
 
 
 CONCURRENCY = 16
@@ -36,6 +32,12 @@ async def query_suite(*, quick: bool) -> dict[str, Any]:
     seconds = 3.0 if quick else 6.0
     rates = [250.0, 500.0, 1000.0, 1500.0] if quick else [250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0]
     dsn = await create_database(orders)
+    database = urlsplit(dsn).path.lstrip("/")
+
+    def postgres_pids() -> list[int]:
+        # The benchmark database's backends only: the server is shared with other work.
+        return database_backends(database)
+
     roles: dict[str, Role] = {"bench": [os.getpid()], "infra": postgres_pids}
     shape = (dsn, orders, POOL_SIZE, CONCURRENCY, seconds)
     try:
@@ -63,7 +65,7 @@ async def query_suite(*, quick: bool) -> dict[str, Any]:
         finally:
             process.stop()
     finally:
-        await drop_database(DATABASE_URL, urlsplit(dsn).path.lstrip("/"))
+        await drop_database(DATABASE_URL, database)
     figures: dict[str, Any] = {"orders": orders, "pool": POOL_SIZE, "concurrency": CONCURRENCY}
     for kind in ("point", "page"):
         figures[kind] = {
