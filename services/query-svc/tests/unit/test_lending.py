@@ -129,3 +129,14 @@ async def test_a_connection_asyncpg_took_back_when_it_closed_frees_its_place() -
     other = await lending.lend()
     assert other is not connection
     assert len(pool.opened) == 2
+
+
+async def test_a_read_that_gave_up_waiting_leaves_no_claim_on_the_next_connection_back() -> None:
+    pool = FakePool()
+    lending = lender(pool, max_size=1, acquire_timeout=0.05)
+    first = await lending.lend()
+    with pytest.raises(TimeoutError):
+        await lending.lend()
+    await lending.give_back(first, clean=True)
+    assert await lending.lend() is first
+    assert len(pool.opened) == 1
