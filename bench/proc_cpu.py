@@ -9,6 +9,8 @@ The infrastructure is shared with whatever else uses the stack, so its share is 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,6 +80,42 @@ def database_backends(database: str) -> list[int]:
         if len(title) >= 3 and title[0] == "postgres:" and title[2] == database:
             found.append(pid)
     return found
+
+
+class BackendsCpu:
+    """CPU seconds of one database's PostgreSQL backends over a phase, sampled every 0.2 s while
+    it runs: a pool opens connections during the phase and closes others, so a set of pids fixed
+    at the start (`CpuMeter`) misses them. A backend that appeared counts all its CPU; a backend's
+    last 0.2 s before it ends may be missed."""
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def _sample(self, *, starting: bool) -> None:
+        for pid in backends_of(self._database):
+            spent = cpu_seconds([pid])
+            self._first.setdefault(pid, spent if starting else 0.0)
+            self._last[pid] = spent
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            self._sample(starting=False)
+
+    def start(self) -> None:
+        self._sample(starting=True)
+        self._task = asyncio.create_task(self._poll())
+
+    async def stop(self) -> float:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._sample(starting=False)
+        return sum(self._last[pid] - self._first[pid] for pid in self._last)
 
 
 def store_pids() -> list[int]:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from bench.proc_cpu import CpuMeter, backends_of, cpu_seconds
+from bench.proc_cpu import BackendsCpu, CpuMeter, backends_of, cpu_seconds
 from bench.profile_query import summarize
 from bench.projector_bench import ADMIN_DSN, BOOTSTRAP
 from cqrs_shared.envelopes import EventEnvelope, utc_now
@@ -134,17 +134,18 @@ async def main(events: int, out: Path, rebuild_only: bool, steady_only: bool) ->
             await _produce(topics, history)
             print(f"produced {len(history):,} events in {time.perf_counter() - produced:.1f} s")
             ends = await end_offsets(BOOTSTRAP, names)
-            meter = CpuMeter(
-                {"projector": [projector.process.pid], "postgres": lambda: backends_of(database)}
-            )
+            meter = CpuMeter({"projector": [projector.process.pid]})
             meter.start()
+            backends = BackendsCpu(database)
+            backends.start()
             spy = _spy(projector.process.pid, out.with_suffix(".steady.folded"))
             started = time.perf_counter()
             os.kill(projector.process.pid, signal.SIGCONT)
             async with pool.acquire() as connection:
                 await wait_for_offsets(connection, ends, within=900)
             seconds = time.perf_counter() - started
-            cpu = meter.stop()
+            cpu = {**meter.stop(), "postgres": await backends.stop()}
+            cpu["total"] = cpu["projector"] + cpu["postgres"]
             batches = _batch_figures(projector.url)
             spy.send_signal(signal.SIGINT)
             spy.wait()

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from bench.proc_cpu import CpuMeter, backends_of
+from bench.proc_cpu import BackendsCpu, CpuMeter
 from cqrs_shared.envelopes import EventEnvelope, utc_now
 from cqrs_shared.read_models.notifications import CHANNEL
 from cqrs_shared.read_models.shop import ORDERS
@@ -114,15 +114,18 @@ async def drain(
     try:
         await feed.send(backlog)
         ends = await end_offsets(BOOTSTRAP, names)
-        meter = CpuMeter({"projector": [projector], "postgres": lambda: backends_of(database)})
+        meter = CpuMeter({"projector": [projector]})
         meter.start()
+        backends = BackendsCpu(database)
+        backends.start()
         started = time.perf_counter()
     finally:
         os.kill(projector, signal.SIGCONT)
     async with pool.acquire() as connection:
         await wait_for_offsets(connection, ends, within=900)
     rate = len(backlog) / (time.perf_counter() - started)
-    return rate, meter.stop()
+    own, postgres = meter.stop()["projector"], await backends.stop()
+    return rate, {"projector": own, "postgres": postgres, "total": own + postgres}
 
 
 async def produce_at(
