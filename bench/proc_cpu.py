@@ -60,16 +60,6 @@ def infra_pids(programs: tuple[str, ...] = INFRA_PROGRAMS) -> list[int]:
     return [pid for pid, cmd in _cmdlines().items() if _is_server(cmd, programs)]
 
 
-def backends_of(database: str) -> list[int]:
-    """PostgreSQL backends connected to `database` (a backend's process title names its database),
-    so other users of a shared server do not count."""
-    found = []
-    for pid, cmd in _cmdlines().items():
-        if _is_server(cmd, ("postgres",)) and f" {database} ".encode() in cmd:
-            found.append(pid)
-    return found
-
-
 def database_backends(database: str) -> list[int]:
     """PostgreSQL backends serving `database` (their process title is `postgres: <user> <database>
     <client> <state>`): the server's work for one benchmark's connections, without what other
@@ -95,7 +85,7 @@ class BackendsCpu:
         self._task: asyncio.Task[None] | None = None
 
     def _sample(self, *, starting: bool) -> None:
-        for pid in backends_of(self._database):
+        for pid in database_backends(self._database):
             spent = cpu_seconds([pid])
             self._first.setdefault(pid, spent if starting else 0.0)
             self._last[pid] = spent

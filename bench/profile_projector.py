@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
-from bench.proc_cpu import BackendsCpu, CpuMeter, backends_of, cpu_seconds
+from bench.proc_cpu import BackendsCpu, CpuMeter, cpu_seconds, database_backends
 from bench.profile_query import summarize
 from bench.projector_bench import ADMIN_DSN, BOOTSTRAP
 from cqrs_shared.envelopes import EventEnvelope, utc_now
@@ -83,7 +83,7 @@ def _rebuild(env: dict[str, str], out: Path) -> tuple[float, float, float, str]:
     with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True) as process:  # noqa: S603  # fixed argv
         while process.poll() is None:
             # The rebuild's PostgreSQL backends end with it: their CPU is read while they run.
-            for pid in backends_of(database):
+            for pid in database_backends(database):
                 backends[pid] = cpu_seconds([pid])
             time.sleep(0.2)
         printed = process.stdout.read() if process.stdout else ""
