@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 from pydantic import BaseModel
 
 from cqrs_shared.envelopes import EventEnvelope
@@ -184,9 +185,17 @@ class RenewingProducer:
             raise
 
     async def check_ready(self) -> None:
-        """Raises unless a working producer can reach the cluster (renewing a failed one first)."""
+        """Raises unless a working producer can reach the cluster (renewing a failed one first).
+
+        One metadata round trip naming no topic: a broker answering it is what readiness needs,
+        and the metadata of every topic (what `fetch_all_metadata` asks for) cost about 100 ms of
+        CPU per probe on a cluster of 4,000 topics."""
         producer, _ = await self._current()
-        await producer.client.fetch_all_metadata()
+        client = producer.client
+        node = client.get_random_node()
+        if node is None:
+            raise KafkaConnectionError("no Kafka broker is known")
+        await client.send(node, MetadataRequest([], allow_auto_topic_creation=False))
 
     def _observe(self, delivery: asyncio.Future[object], generation: int) -> None:
         if not delivery.cancelled() and isinstance(delivery.exception(), KafkaError):
