@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from cqrs_shared.kafka_io import RenewingProducer, make_producer
+from cqrs_shared.kafka_io import RenewingProducer, ask_a_broker, make_producer
 from cqrs_shared.liveness import LivenessMonitor
 from cqrs_shared.topics import TopicNames
 from projector_svc.builds import ensure_active_build
@@ -121,7 +121,7 @@ class _Lane:
             raise RuntimeError(f"{name}: the projector loop stopped: {self.task.exception()!r}")
         if self.runtime.consecutive_failures >= UNHEALTHY_AFTER:
             raise RuntimeError(f"{name}: {self.runtime.consecutive_failures} batches in a row failed")
-        await self.consumer._client.fetch_all_metadata()  # the one broker round trip aiokafka exposes
+        await ask_a_broker(self.consumer._client)  # aiokafka's consumer exposes no public round trip
 
 
 class ProjectorService:
