@@ -16,6 +16,7 @@ connection, which DNS sends to the new writer.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeAlias
@@ -61,7 +62,10 @@ async def drop(pool: Pool, connection: PooledConnection, exc: BaseException) -> 
     """Terminate `connection` and expire the rest of `pool`: none of them is used again."""
     DROPPED.labels(_reason(exc)).inc()
     await pool.expire_connections()
-    connection.terminate()
+    # A connection lost mid-statement was already taken back by asyncpg (its proxy detached), and
+    # terminating a detached proxy raises: there is nothing left to terminate.
+    with contextlib.suppress(asyncpg.InterfaceError):
+        connection.terminate()
 
 
 @asynccontextmanager

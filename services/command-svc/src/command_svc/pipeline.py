@@ -171,6 +171,11 @@ class CommandPipeline:
                 IDEMPOTENT_REPEATS.inc()
                 return exc.existing
             except CommitTooLargeError as exc:
+                if not confirmed:
+                    # Decided on a cached or guessed head: the size check comes before the store
+                    # could see a collision, and the stored head may decide otherwise.
+                    fresh = True
+                    continue
                 # Final: the same decision would be as large again.
                 return await self._record(envelope, RejectionCode.INVALID, str(exc))
             except ConcurrencyConflictError:

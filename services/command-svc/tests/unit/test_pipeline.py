@@ -453,6 +453,37 @@ async def test_a_commit_too_large_for_the_store_is_rejected_as_invalid_and_recor
     assert await store.load_head("tally", "t-1") is None
 
 
+class _SizeCheckedFirstStore(MemoryWriteStore):
+    """Once `checking`, refuses a first commit as too large before it could collide (a MongoDB
+    client refuses an oversized document before the server sees its keys)."""
+
+    checking = False
+
+    async def append(self, commit: Commit) -> None:
+        if self.checking and commit.base_version == 0:
+            raise CommitTooLargeError(20_000_000, 16_777_216)
+        await super().append(commit)
+
+
+async def test_a_too_large_commit_decided_on_a_guessed_head_is_decided_again_on_the_stored_one(
+    tally: AggregateDefinition[Any], auth_settings: AuthSettings, token_for: Any
+) -> None:
+    shared = _SizeCheckedFirstStore()
+    registry = CommandRegistry([tally])
+    first = CommandPipeline(registry, shared, TokenVerifier(auth_settings))
+    for cmd, role in (
+        (command("Increment", "t-1", {"by": 2}), "tally:write"),
+        (command("CloseTally", "t-1", {}), "tally:close"),
+    ):
+        assert isinstance(await first.handle(cmd, token_for(role)), Accepted)
+    shared.checking = True
+    # A replica that never saw t-1 guesses it new; the guessed first commit is refused as too large
+    # before any collision, but the tally is closed: that is the answer, not "too large".
+    second = CommandPipeline(registry, shared, TokenVerifier(auth_settings))
+    outcome = await second.handle(command("Increment", "t-1", {"by": 3}), token_for("tally:write"))
+    assert isinstance(outcome, Rejected) and outcome.code is RejectionCode.RULE_VIOLATED
+
+
 def sample(name: str) -> float:
     return REGISTRY.get_sample_value(name) or 0.0
 

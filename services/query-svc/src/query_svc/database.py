@@ -192,11 +192,12 @@ class Reader:
             except BaseException as exc:
                 if is_failover(exc):
                     # Dropped with every other connection to the same node, so the next request
-                    # reconnects to whatever node the reader endpoint names now.
+                    # reconnects to whatever node the reader endpoint names now. Forgotten and the
+                    # rest expired before anything awaits: a lent place must not outlive the read.
                     dropped = True
-                    await drop(self.pool, connection, exc)
                     lender.forget(connection)
-                    await lender.expire()
+                    lender.expire()
+                    await drop(self.pool, connection, exc)
                 raise
             finally:
                 if not dropped:

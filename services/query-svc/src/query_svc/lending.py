@@ -14,14 +14,20 @@ connection is taken from the pool once and then lent from a list:
   lent (or already taken back by asyncpg, which does so when a connection closes), one a read left
   with an error (a statement in an unknown state: cancelled, timed out,
   failed) and one taken before `expire()` go back to it, and it does with them what it always does;
-- `expire()` (after a failover) sends the free ones back at once: the pool closes them, having
-  expired its connections; `close()` sends them back so the pool can close.
+- `expire()` (after a failover) forgets the free ones at once and sends them back in the
+  background (the pool closes each politely, up to its command timeout: a read must not wait for
+  that, nor lose them if it is cancelled meanwhile); `close()` sends them back so the pool can close,
+  and a connection given back after it goes straight to the pool;
+- a connection left free for `idle_seconds` goes back to the pool, whose own inactivity timer closes
+  it: a burst does not keep its connections open for ever, and the oldest idle ones (those a NAT or
+  load balancer would cut silently) are not the ones lent after a long quiet spell.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import TypeAlias
 
@@ -37,11 +43,18 @@ Lent: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 class ConnectionLender:
     """Lends connections taken out of `pool`; see the module for the rules."""
 
-    def __init__(self, pool: Pool, *, max_size: int, acquire_timeout: float) -> None:
+    def __init__(
+        self, pool: Pool, *, max_size: int, acquire_timeout: float, idle_seconds: float = 60.0
+    ) -> None:
         self._pool = pool
         self._max_size = max_size
         self._acquire_timeout = acquire_timeout
+        self._idle_seconds = idle_seconds
+        #: Free connections, most recently given back last, with when they were given back.
         self._free: list[Lent] = []
+        self._free_since: dict[Lent, float] = {}
+        self._closed = False
+        self._releasing: set[asyncio.Task[None]] = set()
         #: Reads waiting for a connection; a None result means "one went back to the pool: take it".
         self._waiting: deque[asyncio.Future[Lent | None]] = deque()
         #: Connections out of the pool (lent or free here), by the generation they were taken in.
@@ -53,12 +66,17 @@ class ConnectionLender:
     async def lend(self) -> Lent:
         """A connection for one read, to be given back with `give_back` (or `forget`)."""
         while self._free:
-            connection = self._free.pop()
+            connection = self._pop_free()
             if self._usable(connection):
                 return connection
             await self._return(connection)
         async with asyncio.timeout(self._acquire_timeout):
             return await self._lend_when_possible()
+
+    def _pop_free(self) -> Lent:
+        connection = self._free.pop()
+        self._free_since.pop(connection, None)
+        return connection
 
     def _usable(self, connection: Lent) -> bool:
         if self._taken.get(connection) != self._generation:
@@ -74,7 +92,7 @@ class ConnectionLender:
         loop = asyncio.get_running_loop()
         while True:
             while self._free:
-                connection = self._free.pop()
+                connection = self._pop_free()
                 if self._usable(connection):
                     return connection
                 await self._return(connection)
@@ -85,9 +103,14 @@ class ConnectionLender:
             try:
                 handed = await waiter
             except BaseException:
-                # Handed a connection just as the wait ended: it goes to the next reader.
-                if waiter.done() and not waiter.cancelled() and (late := waiter.result()) is not None:
-                    self._hand_over(late)
+                # Handed a connection (or a free place) just as the wait ended: it goes to the next
+                # reader, who would otherwise wait for a wake-up that was spent here.
+                if waiter.done() and not waiter.cancelled():
+                    late = waiter.result()
+                    if late is not None:
+                        self._hand_over(late)
+                    else:
+                        self._wake_one()
                 raise
             if handed is not None:
                 return handed
@@ -107,8 +130,12 @@ class ConnectionLender:
 
     async def give_back(self, connection: Lent, *, clean: bool) -> None:
         """Return a lent connection: `clean` when its read ended without an error."""
-        if clean and self._usable(connection):
+        if clean and not self._closed and self._usable(connection):
             self._hand_over(connection)
+            if self._free and self._free_since[self._free[0]] < time.monotonic() - self._idle_seconds:
+                idle = self._free.pop(0)
+                del self._free_since[idle]
+                await self._return(idle)
         else:
             await self._return(connection)
 
@@ -119,6 +146,7 @@ class ConnectionLender:
                 waiter.set_result(connection)
                 return
         self._free.append(connection)
+        self._free_since[connection] = time.monotonic()
 
     def forget(self, connection: Lent) -> None:
         """A lent connection that is gone (terminated: the pool has its place back)."""
@@ -127,6 +155,9 @@ class ConnectionLender:
 
     async def _return(self, connection: Lent) -> None:
         self.forget(connection)
+        await self._release(connection)
+
+    async def _release(self, connection: Lent) -> None:
         try:
             await self._pool.release(connection)
         except Exception as exc:  # noqa: BLE001  # asyncpg terminates a connection it cannot release
@@ -140,17 +171,29 @@ class ConnectionLender:
                 waiter.set_result(None)
                 return
 
-    async def expire(self) -> None:
-        """Connections taken so far are not lent again: the free ones go back now, the lent ones
-        when they are given back."""
+    def expire(self) -> None:
+        """Connections taken so far are not lent again: the free ones are forgotten now and go back
+        to the pool in the background (it closes each politely, which may take its command
+        timeout), the lent ones when they are given back."""
         self._generation += 1
         free, self._free = self._free, []
+        self._free_since.clear()
         for connection in free:
-            await self._return(connection)
+            self.forget(connection)
+        if free:
+            task = asyncio.get_running_loop().create_task(self._release_all(free))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _release_all(self, connections: list[Lent]) -> None:
+        await asyncio.gather(*(self._release(c) for c in connections))
 
     async def close(self) -> None:
-        """Send the free connections back (the pool's close waits for every one) and let waiting
-        reads find the pool closing."""
-        await self.expire()
+        """Send the free connections back (the pool's close waits for every one), let waiting reads
+        find the pool closing, and send what is given back from now on straight to the pool."""
+        self._closed = True
+        self.expire()
         while self._waiting:
             self._wake_one()
+        if self._releasing:
+            await asyncio.gather(*self._releasing)

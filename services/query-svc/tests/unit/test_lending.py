@@ -37,9 +37,22 @@ class FakePool:
         self.released.append(connection)
 
 
-def lender(pool: FakePool, *, max_size: int = 2, acquire_timeout: float = 5.0) -> Any:
+def lender(
+    pool: FakePool, *, max_size: int = 2, acquire_timeout: float = 5.0, idle_seconds: float = 60.0
+) -> Any:
     # The fake offers what the lender uses of an asyncpg pool.
-    return ConnectionLender(pool, max_size=max_size, acquire_timeout=acquire_timeout)  # type: ignore[arg-type]
+    return ConnectionLender(
+        pool,  # type: ignore[arg-type]
+        max_size=max_size,
+        acquire_timeout=acquire_timeout,
+        idle_seconds=idle_seconds,
+    )
+
+
+async def settle() -> None:
+    """Let background releases run (the fake pool's release never waits)."""
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 async def test_a_connection_given_back_clean_is_lent_again_without_the_pool() -> None:
@@ -89,7 +102,8 @@ async def test_after_expire_no_connection_taken_before_is_lent_again() -> None:
     lending = lender(pool)
     free, lent = await lending.lend(), await lending.lend()
     await lending.give_back(free, clean=True)
-    await lending.expire()
+    lending.expire()
+    await settle()
     assert pool.released == [free]
     await lending.give_back(lent, clean=True)
     assert pool.released == [free, lent]
@@ -140,3 +154,62 @@ async def test_a_read_that_gave_up_waiting_leaves_no_claim_on_the_next_connectio
     await lending.give_back(first, clean=True)
     assert await lending.lend() is first
     assert len(pool.opened) == 1
+
+
+class SlowReleasePool(FakePool):
+    """A pool whose release of an expired connection takes long: it closes it politely."""
+
+    async def release(self, connection: FakeConnection) -> None:
+        await asyncio.sleep(3600)
+        self.released.append(connection)
+
+
+async def test_expire_frees_the_places_at_once_while_the_pool_closes_the_old_connections() -> None:
+    pool = SlowReleasePool()
+    lending = lender(pool, max_size=2, acquire_timeout=0.5)
+    old = [await lending.lend(), await lending.lend()]
+    for connection in old:
+        await lending.give_back(connection, clean=True)
+    lending.expire()  # no await: the read that saw the failover does not wait for the closes
+    fresh = [await lending.lend(), await lending.lend()]  # the places are free although not yet released
+    assert not set(fresh) & set(old)
+    assert pool.released == []
+    for task in list(lending._releasing):
+        task.cancel()
+
+
+async def test_a_wake_up_spent_on_a_read_that_timed_out_goes_to_the_next_one() -> None:
+    pool = FakePool()
+    lending = lender(pool, max_size=1)
+    held = await lending.lend()
+    first, second = asyncio.create_task(lending.lend()), asyncio.create_task(lending.lend())
+    await asyncio.sleep(0)
+    lending.forget(held)  # its place is free: `first` is woken ...
+    first.cancel()  # ... and its wait ends (its timeout) before it runs
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    # Without the wake-up passed on, `second` would wait for its whole acquire timeout (5 s).
+    connection = await asyncio.wait_for(second, 1.0)
+    assert connection is not held
+
+
+async def test_a_connection_left_free_too_long_goes_back_to_the_pool() -> None:
+    pool = FakePool()
+    kept = lender(pool, idle_seconds=60.0)
+    connection = await kept.lend()
+    await kept.give_back(connection, clean=True)
+    assert pool.released == []
+    trimmed = lender(pool, idle_seconds=0.0)
+    first, second = await trimmed.lend(), await trimmed.lend()
+    await trimmed.give_back(first, clean=True)
+    await trimmed.give_back(second, clean=True)  # `first` has been free longer than 0 s
+    assert pool.released[0] is first
+
+
+async def test_a_connection_given_back_after_close_goes_to_the_pool() -> None:
+    pool = FakePool()
+    lending = lender(pool)
+    connection = await lending.lend()
+    await lending.close()
+    await lending.give_back(connection, clean=True)
+    assert pool.released == [connection]
