@@ -5,7 +5,16 @@ events are also refreshed on a timer (`progress_gauges`), so a consumer that rec
 still shows how far behind it is.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from cqrs_shared.envelopes import utc_now
+
+if TYPE_CHECKING:
+    from projector_svc.batch import Outcome
 
 EVENTS = Counter(
     "cqrs_projector_events_total",
@@ -40,3 +49,15 @@ PARKED = Gauge(
     "projection; every replica reports the whole build's count (aggregate with max)",
     ["projection"],
 )
+
+
+def account(projection: str, outcome: Outcome) -> None:
+    """Count what a committed batch did, and observe the staleness of each event it applied."""
+    EVENTS.labels(projection, "applied").inc(len(outcome.applied))
+    EVENTS.labels(projection, "unknown_type").inc(outcome.unknown)
+    EVENTS.labels(projection, "duplicate").inc(outcome.duplicates)
+    EVENTS.labels(projection, "parked").inc(outcome.parked)
+    EVENTS.labels(projection, "dead_lettered").inc(outcome.dead_letters)
+    now, staleness = utc_now(), STALENESS_SECONDS.labels(projection)
+    for item in outcome.applied:
+        staleness.observe(max(0.0, (now - item.event.occurred_at).total_seconds()))

@@ -31,7 +31,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from opentelemetry.trace import SpanKind
 
-from cqrs_shared.envelopes import utc_now
 from cqrs_shared.kafka_io import KafkaRecord
 from cqrs_shared.liveness import Heartbeat
 from cqrs_shared.pg_failover import acquire
@@ -42,7 +41,7 @@ from projector_svc.batch import BatchApplier, Outcome
 from projector_svc.dead_letters import DeadLetters
 from projector_svc.incoming import decode
 from projector_svc.maintenance import Maintenance
-from projector_svc.metrics import BATCH_SECONDS, EVENTS, LAG, RETRIES, STALENESS_SECONDS
+from projector_svc.metrics import BATCH_SECONDS, LAG, RETRIES, account
 from projector_svc.pg import Connection
 from projector_svc.positions import OffsetRow, PartitionKey
 from projector_svc.prefetch import Fetched, Prefetcher
@@ -277,7 +276,7 @@ class ProjectorRuntime:
             LAG.labels(self.projection.name, row.topic, str(row.partition)).set(
                 max(0, row.high_watermark - row.next_offset)
             )
-        self._account(outcome)
+        account(self.projection.name, outcome)
         self.applied_batches += 1
         return outcome
 
@@ -289,7 +288,7 @@ class ProjectorRuntime:
         await self._transact(lambda c, s: self._maintenance.expire_gaps(c, s, owned))
         replayed = await self._transact(lambda c, s: self._maintenance.replay_requested(c, s, owned))
         if replayed is not None:
-            self._account(replayed)
+            account(self.projection.name, replayed)
 
     async def _maybe_maintain(self) -> None:
         now = time.monotonic()
@@ -346,14 +345,3 @@ class ProjectorRuntime:
             high = self._consumer.highwater(TopicPartition(topic, partition)) or record.offset + 1
             rows.append(OffsetRow(topic, partition, record.offset + 1, high, record.timestamp / 1000))
         return rows
-
-    def _account(self, outcome: Outcome) -> None:
-        name = self.projection.name
-        EVENTS.labels(name, "applied").inc(len(outcome.applied))
-        EVENTS.labels(name, "unknown_type").inc(outcome.unknown)
-        EVENTS.labels(name, "duplicate").inc(outcome.duplicates)
-        EVENTS.labels(name, "parked").inc(outcome.parked)
-        EVENTS.labels(name, "dead_lettered").inc(outcome.dead_letters)
-        now, staleness = utc_now(), STALENESS_SECONDS.labels(name)
-        for item in outcome.applied:
-            staleness.observe(max(0.0, (now - item.event.occurred_at).total_seconds()))
