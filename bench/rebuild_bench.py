@@ -250,7 +250,7 @@ def report(figures: dict[str, Any]) -> None:
     ):
         p = figures[key]
         p50, p99 = p["p50_ms"] or 0.0, p["p99_ms"] or 0.0
-        print(f"  live staleness {label} the rebuild  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
+        print(f"  live staleness {label}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
               f"({p['count']:,} events)")  # fmt: skip
     p50, p99 = figures["staleness_p50_ratio"], figures["staleness_p99_ratio"]
     print(f"  during / before  p50 {p50 or 0:.2f}x  p99 {p99 or 0:.2f}x  (target at most 2x)")
