@@ -104,7 +104,6 @@ class Replayer:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._runtime.close()
         await self._consumer.stop()
 
     async def until_lag(self, lag: int) -> None:
@@ -139,8 +138,8 @@ class Replayer:
             self.applied += await self._runtime.step()
 
     async def _measure_remaining(self) -> None:
-        # From the offsets the build stored, not the consumer's positions: those run a
-        # prefetched batch ahead of what is applied.
+        # From the offsets the build stored, not the consumer's positions: those are ahead of
+        # what is applied while a batch is fetched but not committed (or failed).
         ends = await self._consumer.end_offsets(self._partitions)
         async with self._pool.acquire() as connection:
             stored = await stored_offsets(connection, self._build.schema)

@@ -39,12 +39,11 @@ from cqrs_shared.tracing import links_from, span
 from projector_svc import positions
 from projector_svc.batch import BatchApplier, Outcome
 from projector_svc.dead_letters import DeadLetters
-from projector_svc.incoming import decode
+from projector_svc.fetching import Fetched, checked, fetch
 from projector_svc.maintenance import Maintenance
 from projector_svc.metrics import BATCH_SECONDS, LAG, RETRIES, account
 from projector_svc.pg import Connection
 from projector_svc.positions import OffsetRow, PartitionKey
-from projector_svc.prefetch import Fetched, Prefetcher
 from projector_svc.projection import Projection
 
 log = logging.getLogger(__name__)
@@ -101,9 +100,6 @@ class ProjectorRuntime:
         self._settings = settings
         self._advisory_commits = advisory_commits
         self._applier = BatchApplier(projection, sink)
-        self._prefetcher = Prefetcher(
-            consumer, projection, max_records=settings.max_records, timeout_ms=settings.fetch_timeout_ms
-        )
         #: Next offset per partition of the batches this runtime committed (advisory Kafka commits).
         self._applied: dict[TopicPartition, int] = {}
         self._maintenance = Maintenance(self._applier, sink, gap_timeout=settings.gap_timeout)
@@ -177,17 +173,10 @@ class ProjectorRuntime:
         log.info("resuming %s from the offsets stored in %s", [str(tp) for tp in partitions], self._schema)
 
     async def run(self, heartbeat: Heartbeat | None = None) -> None:
-        try:
-            while True:
-                await self.step()
-                if heartbeat is not None:
-                    heartbeat.beat()
-        finally:
-            await self.close()
-
-    async def close(self) -> None:
-        """Stop the fetch running ahead (call before stopping the consumer)."""
-        await self._prefetcher.close()
+        while True:
+            await self.step()
+            if heartbeat is not None:
+                heartbeat.beat()
 
     async def step(self) -> int:
         """Fetch and apply one batch, then the periodic work; returns the records applied.
@@ -196,9 +185,14 @@ class ProjectorRuntime:
         projector that stops on a bad minute would need a human to restart it."""
         try:
             if self._needs_seek:
-                await self._prefetcher.discard()
                 await self.seek_to_stored(sorted(self._consumer.assignment()))
-            fetched = await self._prefetcher.next(self._seek_epoch)
+            fetched = await fetch(
+                self._consumer,
+                self.projection,
+                self._seek_epoch,
+                max_records=self._settings.max_records,
+                timeout_ms=self._settings.fetch_timeout_ms,
+            )
             records = fetched.records
             if records and (self._needs_seek or fetched.epoch != self._seek_epoch):
                 # An assignment sought the partitions (or failed to) while this batch was fetched:
@@ -206,7 +200,6 @@ class ProjectorRuntime:
                 self._needs_seek = True
                 return 0
             if records:
-                self._prefetcher.start(self._seek_epoch)
                 await self._traced(fetched)
             await self._maybe_maintain()
         except SwitchedBuildError as exc:
@@ -226,8 +219,7 @@ class ProjectorRuntime:
 
     async def process(self, records: Sequence[KafkaRecord]) -> Outcome:
         """Apply one fetched batch and store its offsets, in one transaction."""
-        events, undecodable = decode(records)
-        return await self._traced(Fetched(self._seek_epoch, list(records), events, undecodable))
+        return await self._traced(checked(self.projection, self._seek_epoch, list(records)))
 
     async def _traced(self, fetched: Fetched) -> Outcome:
         """Traced as one span per batch, linked to each event's publish span: a batch continues many
@@ -296,8 +288,8 @@ class ProjectorRuntime:
             return
         self._last_maintenance = now
         await self.maintain()
-        # The offsets this replica applied, not the consumer's positions: those may be a
-        # prefetched batch ahead.
+        # The offsets this replica applied, not the consumer's positions: those may be ahead
+        # (a batch fetched but dropped, or one that failed).
         applied = {tp: n for tp, n in self._applied.items() if tp in self._consumer.assignment()}
         if self._advisory_commits and applied:
             try:

@@ -133,14 +133,14 @@ async def test_a_rebuild_swaps_in_only_once_it_applied_every_event_and_commits_a
     start_projector: StartProjector,
 ) -> None:
     """No live replica runs, so nothing but the rebuild's own count of what remains holds the swap
-    back: with batches fetched ahead, a count from the consumer's positions swapped in a build a
-    batch short (a third of the history with large batches)."""
+    back: counted from the consumer's positions, which run ahead of what is committed, it swapped
+    in builds a batch short (with batches fetched ahead of their transaction)."""
     history = ShopHistory(seed=6)
     sent = history.take(3000)
     await feed.send(sent)
     topics = [feed.topics.events("customer"), feed.topics.events("order")]
     rebuilt = _CommitModes()
-    # Counting what remains after every batch, the moment a batch fetched ahead is most likely.
+    # Counting what remains after every batch.
     options = RebuildOptions(catch_up_lag=0, report_interval=0.0)
     build = await rebuild(settings.model_copy(update={"rebuild_batch_records": 400}), rebuilt, options)
     assert build == Build("shop", 2)

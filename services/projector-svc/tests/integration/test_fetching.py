@@ -1,5 +1,5 @@
-"""The batch fetched ahead while another is applied: dropped when the runtime must seek, and
-applied exactly like a plain fetch otherwise."""
+"""Batches fetched, decoded and checked before their transaction: after a required seek the build
+resumes from its stored offsets, not from where the consumer was; a history applies in order."""
 
 from __future__ import annotations
 
@@ -79,40 +79,34 @@ def _one_customer(renames: int) -> list[EventEnvelope]:
     return events
 
 
-async def test_a_batch_fetched_ahead_of_a_seek_is_dropped_and_the_build_resumes_from_its_offsets(
+async def test_after_a_required_seek_the_build_resumes_from_its_stored_offsets(
     feed: EventFeed, build_pool: asyncpg.Pool[asyncpg.Record], consumer: AIOKafkaConsumer
 ) -> None:
     await feed.send(_one_customer(199))
     runtime = await _runtime(build_pool, consumer, feed)
-    try:
-        assert await _applied(runtime) == 40  # offsets 0-39; 40-79 are fetched ahead meanwhile
-        async with build_pool.acquire() as connection:
-            # The build's offsets go back to the start (as a switch to a new build would make
-            # them) and the runtime is told to seek: the batch fetched ahead must not be applied.
-            await connection.execute("UPDATE shop_b1.partition_offsets SET next_offset = 0")
-            runtime.require_seek()
-            assert await _applied(runtime) == 40
-            stored = await stored_offsets(connection, "shop_b1")
-    finally:
-        await runtime.close()
-    # Offsets 0-39 again (duplicates by version), not 40-79 from the batch fetched ahead.
+    assert await _applied(runtime) == 40  # offsets 0-39; the consumer is now at 40
+    async with build_pool.acquire() as connection:
+        # The build's offsets go back to the start (as a switch to a new build would make them)
+        # and the runtime is told to seek: it must not go on from the consumer's 40.
+        await connection.execute("UPDATE shop_b1.partition_offsets SET next_offset = 0")
+        runtime.require_seek()
+        assert await _applied(runtime) == 40
+        stored = await stored_offsets(connection, "shop_b1")
+    # Offsets 0-39 again (duplicates by version), not 40-79.
     assert list(stored.values()) == [40]
 
 
-async def test_batches_fetched_ahead_apply_the_whole_history_in_order(
+async def test_checked_batches_apply_the_whole_history_equal_to_the_fold(
     feed: EventFeed, build_pool: asyncpg.Pool[asyncpg.Record], consumer: AIOKafkaConsumer
 ) -> None:
     sent = ShopHistory(seed=32).take(600)
     await feed.send(sent)
     ends = await end_offsets(feed.bootstrap, [feed.topics.events("customer"), feed.topics.events("order")])
     runtime = await _runtime(build_pool, consumer, feed)
-    try:
-        async with build_pool.acquire() as connection:
-            for _ in range(200):
-                await runtime.step()
-                stored = await stored_offsets(connection, "shop_b1")
-                if all(stored.get(k, 0) >= v for k, v in ends.items() if v > 0):
-                    break
-            assert diff(await read_rows(connection, "shop_b1"), fold(sent)) == []
-    finally:
-        await runtime.close()
+    async with build_pool.acquire() as connection:
+        for _ in range(200):
+            await runtime.step()
+            stored = await stored_offsets(connection, "shop_b1")
+            if all(stored.get(k, 0) >= v for k, v in ends.items() if v > 0):
+                break
+        assert diff(await read_rows(connection, "shop_b1"), fold(sent)) == []
