@@ -26,8 +26,10 @@ from projector_svc import table_rows
 from projector_svc.pg import Connection
 from projector_svc.projection import Migration
 
-#: Facts kept between `check` and `apply` at most (more than any batch); past it the memo starts over.
-_MEMO_LIMIT = 100_000
+#: Facts kept between `check` and `apply` at most (more than a rebuild's batch of 20,000); past it
+#: the memo starts over. Entries of events never applied (duplicates, parked ones, a batch dropped
+#: by a seek) stay until then, each holding its envelope, so the bound is about one batch, not more.
+_MEMO_LIMIT = 25_000
 
 
 class DeclaredProjection:
