@@ -12,6 +12,7 @@ Guarantees:
 
 Fresh commits are handed over in memory (`notify`) so staleness is one Kafka round trip; the scan
 of unpublished commits only recovers what a crash, a lost lease or a Kafka outage left behind.
+Publish marks are written behind the publishing (`publish_marks`), not between two batches.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from command_svc.metrics import RELAY_PUBLISHED, RELAY_SHARDS_OWNED, observe_outbox_scan
+from command_svc.publish_marks import PublishMarks
 from cqrs_shared.kafka_io import EventPublisher, publish_commits
 from cqrs_shared.liveness import Heartbeat, LivenessMonitor
 from cqrs_shared.write_store import Commit, LeaseStore, WriteStore, WriteStoreUnavailableError
@@ -55,6 +57,9 @@ class RelaySettings:
     #: `/healthz` fails when a relay loop has not completed a turn for this long (every call in a
     #: turn is bounded, so only a hang can exceed it).
     liveness_seconds: float = 90.0
+    #: How long a scan, or a stop, waits for the queued publish marks to be written (on stop the
+    #: rest is published again by the shard's next owner, counted duplicates).
+    flush_marks_seconds: float = 5.0
 
 
 class OutboxRelay:
@@ -84,6 +89,7 @@ class OutboxRelay:
         self._valid_until = 0.0
         self._liveness = liveness or LivenessMonitor()
         self._beats: dict[str, Heartbeat] = {}
+        self._marks = PublishMarks(store, max_pending=settings.fresh_queue_size)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -95,6 +101,7 @@ class OutboxRelay:
             log.warning("relay starts without leases: %s", exc)
         for name in ("relay-leases", "relay-publish"):
             self._beats[name] = self._liveness.heartbeat(name, self._settings.liveness_seconds)
+        self._marks.start()
         self._tasks = [
             asyncio.create_task(self._keep_leases(), name="relay-leases"),
             asyncio.create_task(self._publish_loop(), name="relay-publish"),
@@ -107,6 +114,9 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if not await self._marks.flush(self._settings.flush_marks_seconds):
+            log.warning("relay stopped with %d commits published but not marked", self._marks.pending)
+        await self._marks.stop()
         for name in self._beats:
             self._liveness.retire(name)
         # Hand shards over at once instead of making the next owner wait for the TTL.
@@ -129,6 +139,7 @@ class OutboxRelay:
                 raise RuntimeError(f"relay task {task.get_name()} stopped")
         if not self._tasks:
             raise RuntimeError("relay not started")
+        self._marks.check_running()
 
     def intake_paused(self) -> str | None:
         """Why new commands should wait, or None.
@@ -245,6 +256,9 @@ class OutboxRelay:
             while not self._fresh.empty() and len(batch) < self._settings.batch_size:
                 batch.append(self._fresh.get_nowait())
         if self._scan_due():
+            # The scan sees what is marked: with marks still queued it would find this relay's own
+            # published commits first (skipped, so a backlog would drain one scan interval at a time).
+            await self._marks.flush(self._settings.flush_marks_seconds)
             self._scan_requested = False
             self._last_scan = time.monotonic()
             pending = await self._store.unpublished(self._owned, self._settings.batch_size)
@@ -292,11 +306,9 @@ class OutboxRelay:
         for commit in ordered:
             self._remember(commit)
         RELAY_PUBLISHED.inc(sum(len(c.events) for c in ordered))
-        try:
-            await self._store.mark_published(ordered)
-        except WriteStoreUnavailableError as exc:
-            # Published but not marked: the scan will publish them again, a counted duplicate.
-            log.warning("relay could not mark %d commits published: %s", len(ordered), exc)
+        # Marked behind the next batch's publishing (see `publish_marks`); waits only when too
+        # many marks are queued.
+        await self._marks.add(ordered)
         return len(ordered)
 
     def _remember(self, commit: Commit) -> None:

@@ -71,6 +71,15 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 3.0) -> Non
         await asyncio.sleep(0.01)
 
 
+async def all_marked(store: MemoryWriteStore, timeout: float = 3.0) -> None:
+    """Every stored commit marked published (marks are written behind the publishing)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await store.unpublished(range(SHARDS), 1000):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("commits left unmarked")
+        await asyncio.sleep(0.01)
+
+
 async def store_and_notify(store: MemoryWriteStore, relay: OutboxRelay | None, commit: Commit) -> None:
     await store.append(commit)
     if relay is not None:
@@ -87,7 +96,7 @@ async def test_fresh_commits_are_published_in_version_order_and_marked() -> None
             await store_and_notify(store, relay, make_commit("a", v))
         await eventually(lambda: len(publisher.published) == 5)
         assert publisher.versions("a") == [1, 2, 3, 4, 5]
-        assert await store.unpublished(range(SHARDS), 100) == []
+        await all_marked(store)
     finally:
         await relay.stop()
 
@@ -118,7 +127,7 @@ async def test_a_publishing_failure_marks_nothing_and_is_retried() -> None:
         await store_and_notify(store, relay, make_commit("a", 2))
         await eventually(lambda: publisher.versions("a")[-1:] == [2], timeout=6)
         assert publisher.versions("a") == [1, 2]
-        assert await store.unpublished(range(SHARDS), 100) == []
+        await all_marked(store)
     finally:
         await relay.stop()
 
@@ -254,7 +263,7 @@ async def test_a_backlog_larger_than_one_scan_drains_without_waiting_a_scan_inte
     await relay.start()
     try:
         await eventually(lambda: len(publisher.published) == 100, timeout=5)
-        assert await store.unpublished(range(SHARDS), 1000) == []
+        await all_marked(store)
     finally:
         await relay.stop()
 
@@ -321,3 +330,56 @@ async def test_a_replica_restarted_under_the_same_id_takes_its_shards_back_at_on
         await eventually(lambda: publisher.versions("a") == [1])
     finally:
         await restarted.stop()
+
+
+class GatedMarksStore(MemoryWriteStore):
+    """Marks wait for `gate`, or fail while `failures` remain."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.failures = failures
+        self.mark_calls = 0
+
+    async def mark_published(self, commits: Sequence[Commit]) -> None:
+        self.mark_calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise WriteStoreUnavailableError("the store is down")
+        await self.gate.wait()
+        await super().mark_published(commits)
+
+
+async def test_the_next_batch_is_published_while_the_previous_marks_are_still_being_written() -> None:
+    store, publisher = GatedMarksStore(), RecordingPublisher()
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=FAST)
+    await relay.start()
+    try:
+        await store_and_notify(store, relay, make_commit("a", 1))
+        await eventually(lambda: store.mark_calls == 1)  # its marks are held at the gate
+        await store_and_notify(store, relay, make_commit("a", 2))
+        await store_and_notify(store, relay, make_commit("b", 1))
+        await eventually(lambda: len(publisher.published) == 3)
+        assert publisher.versions("a") == [1, 2]
+        assert len(await store.unpublished(range(SHARDS), 100)) == 3  # none marked yet
+        store.gate.set()
+        await all_marked(store)
+    finally:
+        store.gate.set()
+        await relay.stop()
+
+
+async def test_marks_that_fail_are_written_again_and_nothing_is_published_twice() -> None:
+    store, publisher = GatedMarksStore(failures=2), RecordingPublisher()
+    store.gate.set()
+    settings = RelaySettings(shards=SHARDS, lease_ttl_seconds=3.0, scan_interval_seconds=0.05)
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=settings)
+    relay._marks._retry_pause = 0.05  # the test's pause, not a second's
+    await relay.start()
+    try:
+        await store_and_notify(store, relay, make_commit("a", 1))
+        await all_marked(store)
+        assert store.mark_calls == 3
+        assert publisher.versions("a") == [1]
+    finally:
+        await relay.stop()
