@@ -256,13 +256,20 @@ class OutboxRelay:
             while not self._fresh.empty() and len(batch) < self._settings.batch_size:
                 batch.append(self._fresh.get_nowait())
         if self._scan_due():
-            # The scan sees what is marked: with marks still queued it would find this relay's own
-            # published commits first (skipped, so a backlog would drain one scan interval at a time).
-            await self._marks.flush(self._settings.flush_marks_seconds)
+            if self._backlog_left:
+                # The scan sees what is marked: after a full scan, with its marks still queued, the
+                # next would find the same published commits (skipped, so a backlog would drain one
+                # scan interval at a time). Otherwise the fresh path must not wait for the marks.
+                await self._marks.flush(self._settings.flush_marks_seconds)
             self._scan_requested = False
             self._last_scan = time.monotonic()
             pending = await self._store.unpublished(self._owned, self._settings.batch_size)
-            self._backlog_left = len(pending) >= self._settings.batch_size
+            # A full scan means a backlog only if it found something this relay has not published:
+            # a scan full of its own commits whose marks are still queued (at saturation) must not
+            # make the next one wait for those marks.
+            self._backlog_left = len(pending) >= self._settings.batch_size and any(
+                self._published_upto.get((c.aggregate_type, c.aggregate_id), 0) < c.version for c in pending
+            )
             observe_outbox_scan(pending)
             batch.extend(pending)
         return batch

@@ -383,3 +383,49 @@ async def test_marks_that_fail_are_written_again_and_nothing_is_published_twice(
         assert publisher.versions("a") == [1]
     finally:
         await relay.stop()
+
+
+async def test_a_routine_scan_does_not_hold_fresh_commits_back_behind_queued_marks() -> None:
+    store, publisher = GatedMarksStore(), RecordingPublisher()
+    # A scan is due at every turn; one that waited for the queued marks would wait 30 s here.
+    settings = RelaySettings(
+        shards=SHARDS, lease_ttl_seconds=3.0, scan_interval_seconds=0.01, flush_marks_seconds=30
+    )
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=settings)
+    await relay.start()
+    try:
+        await store_and_notify(store, relay, make_commit("a", 1))
+        await eventually(lambda: store.mark_calls == 1)  # its marks are held at the gate
+        await store_and_notify(store, relay, make_commit("a", 2))
+        await store_and_notify(store, relay, make_commit("b", 1))
+        await eventually(lambda: len(publisher.published) == 3)
+        assert publisher.versions("a") == [1, 2]
+        store.gate.set()
+        await all_marked(store)
+    finally:
+        store.gate.set()
+        await relay.stop()
+
+
+async def test_a_scan_full_of_commits_whose_marks_are_queued_does_not_hold_the_next_ones_back() -> None:
+    store, publisher = GatedMarksStore(), RecordingPublisher()
+    # Two commits per scan, a scan every 0.2 s; a scan that waited for the queued marks would wait
+    # 30 s here, and fresh commits with it.
+    settings = RelaySettings(
+        shards=SHARDS, lease_ttl_seconds=3.0, scan_interval_seconds=0.2, batch_size=2, flush_marks_seconds=30
+    )
+    relay = OutboxRelay(store, MemoryLeaseStore(), publisher, member_id="r1", settings=settings)
+    await relay.start()
+    await asyncio.sleep(0.05)  # the start's scan found nothing: what follows is fresh, not a backlog
+    try:
+        for aggregate in ("a", "b", "c"):
+            await store_and_notify(store, relay, make_commit(aggregate, 1))
+        await eventually(lambda: len(publisher.published) == 3)  # their marks are held at the gate
+        await asyncio.sleep(0.5)  # scans find two of them (a full scan), all published already
+        await store_and_notify(store, relay, make_commit("d", 1))
+        await eventually(lambda: publisher.versions("d") == [1])
+        store.gate.set()
+        await all_marked(store)
+    finally:
+        store.gate.set()
+        await relay.stop()
