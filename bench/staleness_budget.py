@@ -36,7 +36,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -45,10 +44,12 @@ from bench.command_bench import BOOTSTRAP, bench_token, command_record
 from bench.suite_commands import start_services
 from cqrs_shared.read_models.notifications import CHANNEL, decode
 from cqrs_shared.testing.otlp_collector import OtlpCollector, ReceivedSpan
-from cqrs_shared.testing.postgres import drop_database
+from cqrs_shared.testing.postgres import fresh_database
 from cqrs_shared.testing.service_processes import ServiceProcess
 from cqrs_shared.topics import TopicNames
 
+#: command-svc traces only the commands the bench sent with a sampled traceparent.
+COMMAND_SAMPLING = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
 ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://cqrs:cqrs@127.0.0.1:5432/cqrs")
 #: The stages in the order a command passes them: (name, start boundary, end boundary).
 STAGES = (
@@ -131,26 +132,24 @@ async def traced_pipeline(
 ) -> AsyncIterator[tuple[TopicNames, str, list[ServiceProcess]]]:
     """A fresh database and topic prefix, with command-svc and projector-svc exporting spans."""
     prefix = f"benchb2{uuid.uuid4().hex[:6]}."
-    database = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{database}"')
-    await admin.close()
-    dsn = urlunsplit(urlsplit(ADMIN_DSN)._replace(path=f"/{database}"))
-    processes: list[ServiceProcess] = []
-    try:
-        processes += await start_services(
-            prefix,
-            dsn,
-            extra_env=collector.env(),
-            projector_env={"OTEL_TRACES_SAMPLER": "always_on"},
-            command_env={"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"},
-            log_name="bench-b2",
-        )
-        yield TopicNames(prefix), dsn, processes
-    finally:
-        for process in processes:
-            process.stop()
-        await drop_database(ADMIN_DSN, database)
+    async with fresh_database(ADMIN_DSN, f"bench_{uuid.uuid4().hex[:8]}") as dsn:
+        processes: list[ServiceProcess] = []
+        try:
+            processes += await start_services(
+                prefix,
+                dsn,
+                extra_env=collector.env(),
+                projector_env={"OTEL_TRACES_SAMPLER": "always_on"},
+                command_env={
+                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                    "OTEL_TRACES_SAMPLER_ARG": "0",
+                },
+                log_name="bench-b2",
+            )
+            yield TopicNames(prefix), dsn, processes
+        finally:
+            for process in processes:
+                process.stop()
 
 
 async def send_at_rate(topics: TopicNames, dsn: str, rate: float, seconds: float) -> list[Sent]:
